@@ -1,0 +1,318 @@
+"""The ``ppg-mi`` command: every role and tool of the project behind one entry point.
+
+Settings come from ``PPG_MI_*`` environment variables (``ppg-mi config`` lists them);
+flags override them for one invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import __version__
+from .config import ConfigError, Settings
+
+EPILOG = """\
+typical session:
+  ppg-mi kafka up                          start a local single-node Kafka (127.0.0.1:9092)
+  ppg-mi topics ensure                     create ppg.raw, ppg.filtered, ppg.predictions, ppg.dlq
+  ppg-mi train --synthetic 400 --out models
+  ppg-mi filter &  ppg-mi classify &       the two consuming stages
+  ppg-mi produce --synthetic 1000          publish recordings
+  ppg-mi dashboard                         watch the results
+or all of it at once:  ppg-mi demo
+
+Settings are PPG_MI_* environment variables; `ppg-mi config` lists them with their defaults.
+"""
+
+
+def _settings(args: argparse.Namespace, **overrides: object) -> Settings:
+    return Settings.from_env(**{k: v for k, v in overrides.items() if v is not None})
+
+
+# --- kafka ---------------------------------------------------------------------
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from .local.kafka import LocalBroker, LocalKafkaError, ensure_jars, kafka_tool
+
+    settings = _settings(args)
+    if args.action == "tool":
+        if not args.tool_args:
+            print("usage: ppg-mi kafka tool <main class> [args...], e.g. "
+                  "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --describe --all-groups "
+                  f"--bootstrap-server {settings.bootstrap_servers}", file=sys.stderr)
+            return 2
+        return subprocess.call(kafka_tool(settings, *args.tool_args))
+    if settings.kafka_bootstrap_servers and args.action in ("up", "down"):
+        print(f"PPG_MI_KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} names a broker: "
+              "none is started or stopped here", file=sys.stderr)
+        return 0
+    broker = LocalBroker.for_settings(settings)
+    try:
+        if args.action == "fetch":
+            print(ensure_jars(settings, quiet=False))
+        elif args.action == "up":
+            print(f"fetching Kafka {settings.kafka_version} jars if needed (cache: {settings.kafka_home})",
+                  file=sys.stderr)
+            ensure_jars(settings)
+            broker.start()
+            print(f"Kafka {settings.kafka_version} is up at {broker.bootstrap} (log: {broker.log_file})")
+        elif args.action == "down":
+            stopped = broker.stop()
+            print(f"stopped the broker at {broker.bootstrap}" if stopped else "no local broker was running")
+        elif args.action == "status":
+            if broker.running():
+                print(f"running at {broker.bootstrap}, pid {broker.pid()}, log {broker.log_file}")
+            else:
+                print(f"not running (expected at {broker.bootstrap})")
+                return 1
+    except LocalKafkaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- topics ---------------------------------------------------------------------
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .streaming.topics import ensure_topics
+
+    settings = _settings(args, topic_partitions=args.partitions)
+    for result in ensure_topics(settings):
+        print(f"{result.name}: {'created' if result.created else 'exists'} ({result.partitions} partitions)")
+    return 0
+
+
+# --- data -----------------------------------------------------------------------
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import SyntheticConfig, generate, read_csv, write_csv
+    from .data.kaggle import report_errors
+
+    settings = _settings(args)
+    if args.action == "synth":
+        cfg = SyntheticConfig(records=args.records, samples=args.samples or settings.samples_per_record,
+                              sampling_rate_hz=settings.sampling_rate_hz, mi_fraction=args.mi_fraction,
+                              difficulty=args.difficulty, seed=args.seed)
+        dataset = generate(cfg)
+        write_csv(dataset, args.out)
+        n_mi = sum(label == "MI" for label in dataset.labels)
+        print(f"wrote {len(dataset)} recordings ({n_mi} MI, {len(dataset) - n_mi} Normal) of "
+              f"{cfg.samples} samples to {args.out}")
+        return 0
+    dataset = read_csv(args.file, args.samples)
+    print(f"{args.file}: {len(dataset)} valid recordings, {len(dataset.errors)} invalid rows"
+          f"{'' if dataset.labelled else ' (unlabelled)'}")
+    report_errors(dataset.errors, sys.stdout)
+    return 1 if dataset.errors else 0
+
+
+def _dataset(args: argparse.Namespace, settings: Settings):  # noqa: ANN202
+    from .data import SyntheticConfig, generate, read_csv
+    from .data.kaggle import report_errors
+
+    if args.data:
+        dataset = read_csv(args.data, settings.samples_per_record)
+        if dataset.errors:
+            print(f"{args.data}: {len(dataset.errors)} invalid rows were not used:", file=sys.stderr)
+            report_errors(dataset.errors)
+        return dataset
+    return generate(SyntheticConfig(records=args.synthetic, samples=settings.samples_per_record,
+                                    sampling_rate_hz=settings.sampling_rate_hz, difficulty=args.difficulty,
+                                    seed=args.seed, id_prefix=f"synth{args.seed}"))
+
+
+# --- services ---------------------------------------------------------------------
+def cmd_produce(args: argparse.Namespace) -> int:
+    from .services import producer
+
+    settings = _settings(args, producer_rate=args.rate, producer_shard=args.shard)
+    return producer.run(settings, _dataset(args, settings), settings.producer_shard, args.realtime)
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    from .services import filter as filter_service
+
+    return filter_service.run(_settings(args))
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .model import ModelError
+    from .services import classifier
+
+    try:
+        return classifier.run(_settings(args, models_dir=args.models))
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .services import dashboard
+
+    return dashboard.run(_settings(args, dashboard_port=args.port))
+
+
+# --- model -------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    from .observability.logs import configure
+    from .signal import BandPass
+
+    settings = _settings(args)
+    configure(settings.log_level, settings.log_format)
+    dataset = _dataset(args, settings)
+    cfg = TrainConfig(kind=args.kind or settings.model_kind, seed=args.seed, folds=args.folds,
+                      test_size=args.test_size)
+    path, card = train(dataset, BandPass.from_settings(settings), cfg, args.out, make_current=not args.no_current)
+    print(json.dumps({"checkpoint": str(path), "version": card["version"],
+                      "held_out": card["metrics"]["held_out"]}, indent=2))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .data import read_csv
+    from .model import ModelStore, load_checkpoint
+    from .model.metrics import POSITIVE, classification_metrics
+    from .signal import BandPass, preprocess_batch
+
+    settings = _settings(args)
+    model_dir = Path(args.model)
+    if not (model_dir / "model-card.json").exists() and (model_dir / "current").exists():
+        model_dir = ModelStore(model_dir).current_path()
+    checkpoint = load_checkpoint(model_dir, BandPass.from_settings(settings))
+    dataset = read_csv(args.data)
+    if not dataset.labelled:
+        print("error: evaluation needs a labelled CSV (a Label column)", file=sys.stderr)
+        return 2
+    x = preprocess_batch(dataset.samples, BandPass.from_settings(settings))
+    proba = checkpoint.predict_proba(x)
+    pred = [checkpoint.classes[i] for i in proba.argmax(axis=1)]
+    result = classification_metrics(dataset.labels, pred, proba[:, checkpoint.classes.index(POSITIVE)])
+    result["model_version"] = checkpoint.version
+    result["invalid_rows"] = len(dataset.errors)
+    print(json.dumps(result))
+    return 0
+
+
+# --- misc -----------------------------------------------------------------------------
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for name, default, meaning in Settings.describe():
+        current = settings.as_env()[name]
+        mark = "" if current == default else f"   (now: {current})"
+        print(f"{name}={default}{mark}\n    {meaning}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .local.demo import run_demo
+
+    return run_demo(_settings(args), records=args.records, rate=args.rate, dashboard=not args.no_dashboard,
+                    exit_when_done=args.exit_when_done)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ppg-mi",
+        description="Streaming myocardial-infarction detection from PPG recordings over Apache Kafka.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ppg-mi {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help: str, **kw) -> argparse.ArgumentParser:  # noqa: ANN003
+        p = sub.add_parser(name, help=help, description=help, **kw)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("kafka", cmd_kafka, "Run the local single-node Kafka (KRaft) from Maven Central jars.")
+    p.add_argument("action", choices=["up", "down", "status", "fetch", "tool"],
+                   help="up: fetch jars if needed, format once, start and wait; down: stop; status; "
+                        "fetch: only download the jars; tool: run one of Kafka's own tools (class + args)")
+    p.add_argument("tool_args", nargs=argparse.REMAINDER, help="for `tool`: main class and its arguments")
+
+    p = add("topics", cmd_topics, "Create the pipeline's topics if missing (idempotent).")
+    p.add_argument("action", choices=["ensure"])
+    p.add_argument("--partitions", type=int, help="partitions of new topics (PPG_MI_TOPIC_PARTITIONS)")
+
+    p = add("data", cmd_data, "Make or check datasets in the Kaggle PPG CSV layout.")
+    dsub = p.add_subparsers(dest="action", required=True)
+    s = dsub.add_parser("synth", help="write a synthetic labelled dataset")
+    s.add_argument("--records", type=int, required=True, help="number of recordings")
+    s.add_argument("--out", required=True, help="CSV file to write")
+    s.add_argument("--samples", type=int, help="samples per recording (PPG_MI_SAMPLES_PER_RECORD)")
+    s.add_argument("--difficulty", type=float, default=0.3, help="0 separable ... 1 identical classes")
+    s.add_argument("--mi-fraction", type=float, default=0.5, help="share of MI recordings")
+    s.add_argument("--seed", type=int, default=0)
+    v = dsub.add_parser("validate", help="report a CSV's invalid rows with their line numbers")
+    v.add_argument("file")
+    v.add_argument("--samples", type=int, help="required samples per row (default: the header's count)")
+
+    def data_source(p: argparse.ArgumentParser) -> None:
+        g = p.add_mutually_exclusive_group(required=True)
+        g.add_argument("--data", help="CSV in the Kaggle layout")
+        g.add_argument("--synthetic", type=int, metavar="N", help="generate N synthetic recordings")
+        p.add_argument("--difficulty", type=float, default=0.3, help="synthetic data difficulty (0..1)")
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+
+    p = add("produce", cmd_produce, "Publish one ppg.raw message per recording (idempotent, acks=all).")
+    data_source(p)
+    p.add_argument("--shard", help="i/N: send every N-th recording starting at i (PPG_MI_PRODUCER_SHARD)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, help="records per second, 0 = as fast as possible")
+    pace.add_argument("--realtime", action="store_true",
+                      help="one recording per recording-duration (samples / sampling rate)")
+
+    add("filter", cmd_filter, "Run the filter stage: ppg.raw → band-pass + z-score → ppg.filtered.")
+
+    p = add("classify", cmd_classify, "Run the classifier stage: ppg.filtered → model → ppg.predictions.")
+    p.add_argument("--models", help="model store directory (PPG_MI_MODELS_DIR)")
+
+    p = add("dashboard", cmd_dashboard, "Serve the live Streamlit dashboard.")
+    p.add_argument("--port", type=int, help="HTTP port (PPG_MI_DASHBOARD_PORT)")
+
+    p = add("train", cmd_train, "Train a model on labelled recordings and write a checkpoint.")
+    data_source(p)
+    p.add_argument("--out", required=True, help="model store directory; the checkpoint becomes `current`")
+    p.add_argument("--kind", help="estimator (PPG_MI_MODEL_KIND); see docs/model.md")
+    p.add_argument("--folds", type=int, default=5, help="stratified k-fold evaluation (0 to skip)")
+    p.add_argument("--test-size", type=float, default=0.2, help="held-out share")
+    p.add_argument("--no-current", action="store_true", help="do not point `current` at the new checkpoint")
+
+    p = add("evaluate", cmd_evaluate, "Evaluate a checkpoint on a labelled CSV; prints one JSON object.")
+    p.add_argument("--model", required=True, help="checkpoint directory or model store")
+    p.add_argument("--data", required=True, help="labelled CSV in the Kaggle layout")
+
+    add("config", cmd_config, "List every PPG_MI_* setting with its default and meaning.")
+
+    p = add("demo", cmd_demo, "Start Kafka, train a model if none, run every stage and the dashboard.")
+    p.add_argument("--records", type=int, default=2000, help="synthetic recordings to stream")
+    p.add_argument("--rate", type=float, default=50.0, help="records per second (0 = as fast as possible)")
+    p.add_argument("--no-dashboard", action="store_true", help="do not start the dashboard")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="stop everything once every record is predicted (for scripts and CI)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the last line of defence: a clear message, not a traceback
+        from .data import DatasetError
+        from .model import ModelError
+
+        if isinstance(exc, (DatasetError, ModelError, ValueError)):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise

@@ -1,0 +1,192 @@
+"""Every setting of ppg-mi, read once from ``PPG_MI_*`` environment variables.
+
+The CLI, the local demo and the Helm chart all configure the services through
+these variables, so one table (``Settings.describe()``, printed by
+``ppg-mi config``) documents all three.  Command-line flags only override a
+setting for one invocation; they never introduce settings of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "PPG_MI_"
+
+
+class ConfigError(ValueError):
+    """A ``PPG_MI_*`` variable holds a value that cannot be used."""
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "ppg-mi")
+
+
+def _setting(default: Any, help: str, **kw: Any) -> Any:
+    metadata = {"help": help}
+    if callable(default):
+        return field(default_factory=default, metadata=metadata, **kw)
+    return field(default=default, metadata=metadata, **kw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of one ppg-mi process.
+
+    Each field ``name`` is read from the environment variable
+    ``PPG_MI_<NAME>`` (upper case). Use :meth:`from_env` to build one.
+    """
+
+    # --- Kafka connection -------------------------------------------------
+    kafka_bootstrap_servers: str = _setting(
+        "", "Broker(s) to use, host:port[,host:port]. Empty: the local broker of `ppg-mi kafka up`."
+    )
+    kafka_security_protocol: str = _setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.")
+    kafka_sasl_mechanism: str = _setting("SCRAM-SHA-512", "SASL mechanism when the protocol is SASL_*.")
+    kafka_sasl_username: str = _setting("", "SASL user name (Strimzi KafkaUser name).")
+    kafka_sasl_password: str = _setting("", "SASL password (from the KafkaUser's Secret).")
+    kafka_ssl_ca_location: str = _setting("", "CA certificate file of the cluster (PEM).")
+    kafka_ssl_certificate_location: str = _setting("", "Client certificate for mTLS (PEM).")
+    kafka_ssl_key_location: str = _setting("", "Client private key for mTLS (PEM).")
+
+    # --- Local broker (`ppg-mi kafka up`) -----------------------------------
+    kafka_local_host: str = _setting("127.0.0.1", "Address the local broker listens on.")
+    kafka_local_port: int = _setting(9092, "Port the local broker listens on.")
+    kafka_local_heap: str = _setting("512m", "Java heap of the local broker.")
+    kafka_version: str = _setting("4.3.1", "Apache Kafka version of the local broker (Strimzi 1.2.0 runs 4.3.1).")
+    cache_dir: str = _setting(_default_cache_dir, "Where Kafka jars, helm and broker data are cached.")
+    java_home: str = _setting("", "JDK for the local broker; empty: the `java` on PATH.")
+
+    # --- Topics ----------------------------------------------------------
+    topic_raw: str = _setting("ppg.raw", "Raw recordings, written by the producer.")
+    topic_filtered: str = _setting("ppg.filtered", "Filtered recordings, written by the filter.")
+    topic_predictions: str = _setting("ppg.predictions", "Predictions, written by the classifier.")
+    topic_dlq: str = _setting("ppg.dlq", "Dead letters of every stage.")
+    topic_partitions: int = _setting(6, "Partitions of each topic (caps useful consumer replicas).")
+    topic_replication_factor: int = _setting(1, "Replication factor of each topic.")
+
+    # --- Consumer groups and identity -----------------------------------------
+    group_filter: str = _setting("ppg-mi-filter", "Consumer group of the filter service.")
+    group_classifier: str = _setting("ppg-mi-classifier", "Consumer group of the classifier service.")
+    group_dashboard: str = _setting("ppg-mi-dashboard", "Group id prefix of the dashboard's reader (it never commits).")
+    instance_id: str = _setting(
+        socket.gethostname,
+        "Stable name of this process (the pod name in Kubernetes); the transactional id is <role>-<instance_id>.",
+    )
+
+    # --- Stream processing ----------------------------------------------------
+    batch_max_records: int = _setting(256, "Most records in one transaction (one micro-batch).")
+    batch_max_wait_ms: int = _setting(200, "Longest wait to fill a batch before processing what arrived.")
+    transaction_timeout_ms: int = _setting(60000, "Broker-side timeout of an open transaction.")
+    queued_max_kbytes: int = _setting(16384, "Cap of librdkafka's prefetch queue per consumer (KiB): bounds memory under backlog.")
+    max_message_bytes: int = _setting(1048576, "Largest message accepted; bigger input is dead-lettered as oversized.")
+    shutdown_timeout_s: float = _setting(8.0, "Time to finish the open transaction on SIGTERM before exiting.")
+
+    # --- Signal ----------------------------------------------------------
+    sampling_rate_hz: float = _setting(125.0, "Sampling rate of recordings that do not say otherwise.")
+    samples_per_record: int = _setting(2000, "Samples per recording (2000 in the Kaggle PPG set).")
+    filter_low_hz: float = _setting(0.5, "Band-pass lower edge: removes baseline wander and respiration.")
+    filter_high_hz: float = _setting(8.0, "Band-pass upper edge: keeps the pulse's harmonics, drops noise.")
+    filter_order: int = _setting(4, "Butterworth order of the band-pass (applied forward and backward).")
+
+    # --- Model -----------------------------------------------------------
+    models_dir: str = _setting("models", "Model store: one directory per checkpoint and a `current` pointer.")
+    model_reload_interval_s: float = _setting(5.0, "How often the classifier checks `current` for a new model.")
+    model_kind: str = _setting("minirocket", "Estimator `ppg-mi train` fits by default (see docs/model.md).")
+    numba_cache_dir: str = _setting("", "Writable numba cache (set when the root filesystem is read-only).")
+
+    # --- Producer --------------------------------------------------------
+    producer_rate: float = _setting(0.0, "Records per second the producer sends; 0 means as fast as possible.")
+    producer_shard: str = _setting("0/1", "Shard i/N of the dataset this producer sends.")
+
+    # --- Observability ------------------------------------------------------
+    metrics_port: int = _setting(9464, "Port of /metrics, /healthz and /readyz; 0 disables the server.")
+    metrics_host: str = _setting("0.0.0.0", "Address the metrics server binds.")
+    liveness_timeout_s: float = _setting(30.0, "/healthz fails when the main loop has not turned for this long.")
+    log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = _setting("auto", "json, text, or auto (text on a terminal, JSON otherwise).")
+
+    # --- Dashboard ---------------------------------------------------------
+    dashboard_port: int = _setting(8501, "Port of the Streamlit dashboard.")
+    dashboard_max_records: int = _setting(50000, "Predictions kept in the dashboard's memory (oldest dropped).")
+    dashboard_refresh_s: float = _setting(2.0, "Refresh period of the live parts of the page.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Build settings from ``PPG_MI_*`` variables; ``overrides`` win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if f.name in overrides and overrides[f.name] is not None:
+                values[f.name] = overrides[f.name]
+            elif name in env:
+                values[f.name] = _parse(name, env[name], f.type)
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        if self.topic_partitions < 1:
+            raise ConfigError("PPG_MI_TOPIC_PARTITIONS must be at least 1")
+        if not 0 < self.filter_low_hz < self.filter_high_hz < self.sampling_rate_hz / 2:
+            raise ConfigError(
+                "the band-pass needs 0 < PPG_MI_FILTER_LOW_HZ < PPG_MI_FILTER_HIGH_HZ < "
+                f"PPG_MI_SAMPLING_RATE_HZ/2, got {self.filter_low_hz} < {self.filter_high_hz} < "
+                f"{self.sampling_rate_hz / 2}"
+            )
+        if self.batch_max_records < 1:
+            raise ConfigError("PPG_MI_BATCH_MAX_RECORDS must be at least 1")
+        if self.log_format not in ("auto", "json", "text"):
+            raise ConfigError("PPG_MI_LOG_FORMAT must be auto, json or text")
+
+    @property
+    def kafka_home(self) -> Path:
+        return Path(self.cache_dir) / f"kafka-{self.kafka_version}"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker address clients use: the configured one, else the local broker."""
+        return self.kafka_bootstrap_servers or f"{self.kafka_local_host}:{self.kafka_local_port}"
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) for every setting, for `ppg-mi config` and the docs."""
+        rows = []
+        for f in fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+            rows.append((ENV_PREFIX + f.name.upper(), str(default), f.metadata["help"]))
+        return rows
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``PPG_MI_*`` variables, to hand to a child process."""
+        return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _parse(name: str, raw: str, type_: Any) -> Any:
+    kind = type_ if isinstance(type_, str) else getattr(type_, "__name__", str(type_))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {kind}") from None
+    return raw

@@ -1,0 +1,104 @@
+"""Prometheus metrics of every ppg-mi process (names and units by Prometheus conventions).
+
+Counters and histograms are labelled by ``stage`` so one dashboard query covers the
+producer, filter and classifier; ``records in = records out + dead letters`` holds per stage:
+``ppg_mi_records_consumed_total == ppg_mi_records_produced_total + ppg_mi_records_dead_lettered_total``.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from .. import __version__
+from .server import Health
+
+RECORDS_CONSUMED = Counter(
+    "ppg_mi_records_consumed", "Input records whose transaction committed.", ["stage"]
+)
+RECORDS_PRODUCED = Counter(
+    "ppg_mi_records_produced", "Output records written (committed for consuming stages).", ["stage"]
+)
+RECORDS_DEAD_LETTERED = Counter(
+    "ppg_mi_records_dead_lettered", "Input records sent to the dead-letter topic.", ["stage", "reason"]
+)
+BATCH_SIZE = Histogram(
+    "ppg_mi_batch_size_records", "Records per committed micro-batch.", ["stage"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
+)
+BATCH_SECONDS = Histogram(
+    "ppg_mi_batch_processing_seconds", "Wall time from consume to commit of one micro-batch.", ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TRANSACTIONS = Counter(
+    "ppg_mi_transactions", "Kafka transactions by outcome (committed, aborted).", ["stage", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "ppg_mi_consumer_lag_records", "Records behind the partition's last stable offset (from librdkafka).",
+    ["stage", "topic", "partition"],
+)
+ASSIGNED_PARTITIONS = Gauge("ppg_mi_assigned_partitions", "Partitions assigned to this process.", ["stage"])
+LAST_LOOP = Gauge("ppg_mi_loop_last_turn_timestamp_seconds", "When the main loop last turned.", ["stage"])
+E2E_LATENCY = Histogram(
+    "ppg_mi_end_to_end_latency_seconds", "Produced → predicted latency of each prediction.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+PREDICTIONS = Counter("ppg_mi_predictions", "Predictions by predicted class and model version.",
+                      ["predicted_class", "model_version"])
+MODEL_INFO = Info("ppg_mi_model", "The model version the classifier currently serves.")
+MODEL_RELOADS = Counter("ppg_mi_model_reloads", "Model switches by outcome (loaded, rejected).", ["outcome"])
+PRODUCER_SENT = Counter("ppg_mi_producer_records_sent", "Records the producer had acknowledged.", ["shard"])
+PRODUCER_TOTAL = Gauge("ppg_mi_producer_records_total", "Records this producer shard has to send.", ["shard"])
+PRODUCER_FAILED = Counter("ppg_mi_producer_records_failed", "Records whose delivery failed.", ["shard"])
+BUILD_INFO = Info("ppg_mi_build", "Version of ppg-mi and its runtime.")
+BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
+
+
+class StageMetrics:
+    """Implements the streaming loop's observer for one stage."""
+
+    def __init__(self, stage: str, health: "Health | None" = None) -> None:
+        self.stage = stage
+        self._health = health
+        self._consumed = RECORDS_CONSUMED.labels(stage)
+        self._produced = RECORDS_PRODUCED.labels(stage)
+        self._batch_size = BATCH_SIZE.labels(stage)
+        self._batch_seconds = BATCH_SECONDS.labels(stage)
+        self._last_turn = LAST_LOOP.labels(stage)
+        self._assigned = ASSIGNED_PARTITIONS.labels(stage)
+        self.last_turn = time.monotonic()
+        self.partitions_assigned = 0
+        for outcome in ("committed", "aborted"):
+            TRANSACTIONS.labels(stage, outcome)
+        RECORDS_DEAD_LETTERED.labels(stage, "none")  # the series exists before the first dead letter
+
+    def consumed(self, n: int) -> None:
+        self._consumed.inc(n)
+
+    def produced(self, n: int) -> None:
+        self._produced.inc(n)
+
+    def dead_lettered(self, reason: str) -> None:
+        RECORDS_DEAD_LETTERED.labels(self.stage, reason).inc()
+
+    def batch(self, size: int, seconds: float) -> None:
+        self._batch_size.observe(size)
+        self._batch_seconds.observe(seconds)
+
+    def transaction(self, outcome: str) -> None:
+        TRANSACTIONS.labels(self.stage, outcome).inc()
+
+    def lag(self, topic: str, partition: int, lag: int) -> None:
+        CONSUMER_LAG.labels(self.stage, topic, str(partition)).set(lag)
+
+    def heartbeat(self) -> None:
+        self.last_turn = time.monotonic()
+        self._last_turn.set_to_current_time()
+        if self._health is not None:
+            self._health.beat()
+
+    def assigned(self, partitions: int) -> None:
+        self.partitions_assigned = partitions
+        self._assigned.set(partitions)

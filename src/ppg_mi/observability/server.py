@@ -1,0 +1,97 @@
+"""One HTTP port per process: ``/metrics`` (Prometheus), ``/healthz`` (liveness), ``/readyz`` (readiness)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], tuple[bool, str]]
+
+
+class Health:
+    """Liveness from a heartbeat, readiness from named checks."""
+
+    def __init__(self, liveness_timeout_s: float = 30.0) -> None:
+        self.liveness_timeout_s = liveness_timeout_s
+        self._last_beat = time.monotonic()
+        self._checks: dict[str, Check] = {}
+
+    def beat(self) -> None:
+        self._last_beat = time.monotonic()
+
+    def add_check(self, name: str, check: Check) -> None:
+        self._checks[name] = check
+
+    def live(self) -> tuple[bool, dict]:
+        age = time.monotonic() - self._last_beat
+        return age < self.liveness_timeout_s, {"loop_last_turn_seconds_ago": round(age, 3)}
+
+    def ready(self) -> tuple[bool, dict]:
+        results = {}
+        ok = True
+        for name, check in self._checks.items():
+            try:
+                passed, detail = check()
+            except Exception as exc:  # noqa: BLE001 - a failing check means not ready
+                passed, detail = False, repr(exc)
+            results[name] = {"ok": passed, "detail": detail}
+            ok = ok and passed
+        return ok, results
+
+
+class _Handler(BaseHTTPRequestHandler):
+    health: Health
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+        elif path == "/healthz":
+            ok, body = self.health.live()
+            self._json(ok, body)
+        elif path == "/readyz":
+            ok, body = self.health.ready()
+            self._json(ok, body)
+        else:
+            self._send(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+    def _json(self, ok: bool, body: dict) -> None:
+        self._send(200 if ok else 503, json.dumps({"ok": ok, **body}).encode() + b"\n", "application/json")
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence access logs
+        return
+
+
+class MetricsServer:
+    """Serves the three endpoints from a daemon thread."""
+
+    def __init__(self, host: str, port: int, health: Health) -> None:
+        handler = type("Handler", (_Handler,), {"health": health})
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-server", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        log.info("metrics server listening", extra={"port": self.port})
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

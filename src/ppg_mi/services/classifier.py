@@ -1,0 +1,133 @@
+"""The classifier service: ``ppg.filtered`` → aeon model → ``ppg.predictions``.
+
+Each micro-batch is predicted in one call.  Between batches (no transaction open) the
+service looks at the model store's ``current`` pointer and, when it names a new
+version, loads, checks and warms it up before switching: every batch is predicted by
+exactly one model version, which every prediction names.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+import numpy as np
+
+from ..config import Settings
+from ..model import Checkpoint, ModelError, ModelStore, load_checkpoint
+from ..observability import metrics as m
+from ..observability.metrics import StageMetrics
+from ..signal import BandPass, InvalidSignal, validate_samples
+from ..streaming.codec import Prediction, Recording, decode_recording, now_us
+from ..streaming.exceptions import DecodeError
+from ..streaming.loop import DeadLetter, InputRecord, Outcome, Output, StageLoop
+from .runtime import broker_check, on_termination, service
+
+ROLE = "classifier"
+log = logging.getLogger(__name__)
+
+
+class ModelServer:
+    """The served checkpoint, switched to a new ``current`` version only between batches."""
+
+    def __init__(self, store: ModelStore, band: BandPass, samples_per_record: int, reload_interval_s: float) -> None:
+        self.store = store
+        self.band = band
+        self.samples_per_record = samples_per_record
+        self.reload_interval_s = reload_interval_s
+        self._checked_at = 0.0
+        self._rejected: str | None = None
+        self.checkpoint: Checkpoint = self._load(store.current_path())
+        self._checked_at = time.monotonic()
+
+    def _load(self, path) -> Checkpoint:  # noqa: ANN001
+        checkpoint = load_checkpoint(path, self.band, self.samples_per_record)
+        seconds = checkpoint.warm_up(self.samples_per_record)
+        log.info("model loaded", extra={"model_version": checkpoint.version, "warm_up_seconds": round(seconds, 2)})
+        m.MODEL_INFO.info({"version": checkpoint.version, "kind": str(checkpoint.card.get("kind", ""))})
+        return checkpoint
+
+    def maybe_reload(self) -> bool:
+        """Switch to the store's current version if it changed; True when a switch happened."""
+        now = time.monotonic()
+        if now - self._checked_at < self.reload_interval_s:
+            return False
+        self._checked_at = now
+        version = self.store.current_version()
+        if version is None or version == self.checkpoint.version or version == self._rejected:
+            return False
+        try:
+            self.checkpoint = self._load(self.store.root / version)
+        except ModelError as exc:
+            self._rejected = version
+            m.MODEL_RELOADS.labels("rejected").inc()
+            log.error("new model rejected; keeping the current one",
+                      extra={"model_version": version, "error": str(exc)})
+            return False
+        m.MODEL_RELOADS.labels("loaded").inc()
+        return True
+
+
+class ClassifierProcessor:
+    def __init__(self, models: ModelServer) -> None:
+        self.models = models
+
+    def between_batches(self) -> None:
+        self.models.maybe_reload()
+
+    def process(self, batch: Sequence[InputRecord]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(batch)
+        valid: list[tuple[int, Recording]] = []
+        for i, record in enumerate(batch):
+            try:
+                rec = decode_recording(record.value)
+                validate_samples(rec.samples, self.models.samples_per_record)
+                if rec.filtered_us == 0:
+                    raise DecodeError("not_filtered", "recording has no filtered timestamp: it skipped the filter")
+                valid.append((i, rec))
+            except (DecodeError, InvalidSignal) as exc:
+                outcomes[i] = DeadLetter(exc.reason, exc.detail)
+        if valid:
+            checkpoint = self.models.checkpoint
+            proba = checkpoint.predict_proba(np.vstack([rec.samples for _, rec in valid]))
+            classes = checkpoint.classes
+            stamp = now_us()
+            for (i, rec), row in zip(valid, proba):
+                predicted = classes[int(row.argmax())]
+                prediction = Prediction(
+                    record_id=rec.record_id,
+                    predicted_label=predicted,
+                    scores={c: float(p) for c, p in zip(classes, row)},
+                    model_version=checkpoint.version,
+                    true_label=rec.label,
+                    shard=rec.shard,
+                    produced_us=rec.produced_us,
+                    filtered_us=rec.filtered_us,
+                    predicted_us=stamp,
+                )
+                m.PREDICTIONS.labels(predicted, checkpoint.version).inc()
+                if rec.produced_us:
+                    m.E2E_LATENCY.observe(max(prediction.latency_s, 0.0))
+                outcomes[i] = Output(rec.record_id.encode(), prediction.encode())
+        return outcomes  # type: ignore[return-value]
+
+
+def run(settings: Settings) -> int:
+    if settings.numba_cache_dir:
+        import os
+
+        os.environ.setdefault("NUMBA_CACHE_DIR", settings.numba_cache_dir)
+    with service(settings, ROLE) as health:
+        metrics = StageMetrics(ROLE, health)
+        health.add_check("broker", broker_check(settings))
+        health.add_check("model", lambda: (False, "loading and warming up the model"))
+        models = ModelServer(ModelStore(settings.models_dir), BandPass.from_settings(settings),
+                             settings.samples_per_record, settings.model_reload_interval_s)
+        health.add_check("model", lambda: (True, f"{models.checkpoint.version} loaded and warm"))
+        health.add_check("partitions", lambda: (True, f"{metrics.partitions_assigned} assigned (or awaited)"))
+        loop = StageLoop(settings, ROLE, settings.topic_filtered, settings.topic_predictions,
+                         settings.group_classifier, ClassifierProcessor(models), metrics)
+        on_termination(loop.stop)
+        loop.run()
+    return 0

@@ -1,0 +1,92 @@
+"""librdkafka configuration of every client ppg-mi creates, derived from :class:`Settings`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..config import Settings
+
+
+def common_config(settings: Settings) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.kafka_security_protocol,
+        "client.id": f"ppg-mi-{settings.instance_id}",
+        # reconnect quickly after a broker restart instead of backing off for a second
+        "reconnect.backoff.max.ms": 2000,
+        # librdkafka's own log lines go through Python logging, so they are structured too
+        "logger": logging.getLogger("librdkafka"),
+    }
+    if settings.kafka_security_protocol.startswith("SASL"):
+        cfg.update(
+            {
+                "sasl.mechanism": settings.kafka_sasl_mechanism,
+                "sasl.username": settings.kafka_sasl_username,
+                "sasl.password": settings.kafka_sasl_password,
+            }
+        )
+    if settings.kafka_security_protocol.endswith("SSL"):
+        for key, value in (
+            ("ssl.ca.location", settings.kafka_ssl_ca_location),
+            ("ssl.certificate.location", settings.kafka_ssl_certificate_location),
+            ("ssl.key.location", settings.kafka_ssl_key_location),
+        ):
+            if value:
+                cfg[key] = value
+    return cfg
+
+
+def idempotent_producer_config(settings: Settings) -> dict[str, Any]:
+    """The producer of raw recordings: idempotent, acks=all, batched."""
+    return {
+        **common_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        "message.max.bytes": settings.max_message_bytes + 4096,
+        "queue.buffering.max.kbytes": 65536,
+    }
+
+
+def transactional_producer_config(settings: Settings, role: str) -> dict[str, Any]:
+    """One transactional producer per process; the id is stable across the process's restarts."""
+    return {
+        **idempotent_producer_config(settings),
+        "transactional.id": f"ppg-mi-{role}-{settings.instance_id}",
+        "transaction.timeout.ms": settings.transaction_timeout_ms,
+        "linger.ms": 5,
+    }
+
+
+def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
+    """A consumer whose offsets are committed by the producer's transaction, never by itself."""
+    return {
+        **common_config(settings),
+        "group.id": group_id,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "queued.max.messages.kbytes": settings.queued_max_kbytes,
+        "fetch.max.bytes": max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+        "max.partition.fetch.bytes": settings.max_message_bytes + 4096,
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 2000,
+        "max.poll.interval.ms": 300000,
+        "statistics.interval.ms": 5000,
+    }
+
+
+def reader_config(settings: Settings, group_id: str) -> dict[str, Any]:
+    """A read-only consumer (dashboard, tests): read_committed, never commits."""
+    return {
+        **common_config(settings),
+        "group.id": group_id,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": settings.queued_max_kbytes,
+    }

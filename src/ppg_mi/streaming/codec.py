@@ -1,0 +1,201 @@
+"""Binary, versioned message contracts of ppg-mi (see docs/messages.md).
+
+Every value starts with two bytes: the schema id and the schema version.  The
+rest is a fixed little-endian header followed by variable parts (record id,
+model version, float32 samples or scores).  Decoding anything else raises
+:class:`DecodeError`, whose ``reason`` is a short, stable token used as the
+dead-letter reason and as a metric label.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .exceptions import DecodeError
+
+SCHEMA_RECORDING = 1
+SCHEMA_PREDICTION = 2
+VERSION_RECORDING = 1
+VERSION_PREDICTION = 1
+
+#: label codes on the wire; -1 means "no true label"
+LABELS = ("Normal", "MI")
+NO_LABEL = -1
+
+# schema, version, label, flags, shard, id_len, sampling_rate, produced_us, filtered_us, n_samples
+_RECORDING = struct.Struct("<BBbBHHfqqI")
+# schema, version, true_label, predicted_label, shard, id_len, version_len, n_scores,
+# produced_us, filtered_us, predicted_us
+_PREDICTION = struct.Struct("<BBbbHHHHqqq")
+_PREFIX = struct.Struct("<BB")
+_F32 = np.dtype("<f4")
+
+MAX_RECORD_ID_BYTES = 256
+MAX_SAMPLES = 1 << 20
+
+
+def now_us() -> int:
+    """Wall-clock time in microseconds since the epoch (the unit of every timestamp)."""
+    return time.time_ns() // 1000
+
+
+def label_code(label: str | None) -> int:
+    if label is None:
+        return NO_LABEL
+    return LABELS.index(label)
+
+
+def label_name(code: int) -> str | None:
+    return None if code == NO_LABEL else LABELS[code]
+
+
+@dataclass
+class Recording:
+    """One PPG recording: raw on ``ppg.raw``, filtered on ``ppg.filtered``."""
+
+    record_id: str
+    samples: np.ndarray
+    sampling_rate_hz: float
+    label: str | None = None
+    shard: int = 0
+    produced_us: int = 0
+    filtered_us: int = 0
+
+    def encode(self) -> bytes:
+        rid = self.record_id.encode("utf-8")
+        if not rid or len(rid) > MAX_RECORD_ID_BYTES:
+            raise ValueError(f"record id must be 1..{MAX_RECORD_ID_BYTES} bytes, got {len(rid)}")
+        samples = np.ascontiguousarray(self.samples, dtype=_F32)
+        header = _RECORDING.pack(
+            SCHEMA_RECORDING,
+            VERSION_RECORDING,
+            label_code(self.label),
+            0,
+            self.shard,
+            len(rid),
+            self.sampling_rate_hz,
+            self.produced_us,
+            self.filtered_us,
+            samples.size,
+        )
+        return b"".join((header, rid, samples.tobytes()))
+
+
+@dataclass
+class Prediction:
+    """The classifier's verdict on one recording, on ``ppg.predictions``."""
+
+    record_id: str
+    predicted_label: str
+    scores: dict[str, float]
+    model_version: str
+    true_label: str | None = None
+    shard: int = 0
+    produced_us: int = 0
+    filtered_us: int = 0
+    predicted_us: int = 0
+
+    def encode(self) -> bytes:
+        rid = self.record_id.encode("utf-8")
+        version = self.model_version.encode("utf-8")
+        scores = np.array([self.scores.get(label, 0.0) for label in LABELS], dtype=_F32)
+        header = _PREDICTION.pack(
+            SCHEMA_PREDICTION,
+            VERSION_PREDICTION,
+            label_code(self.true_label),
+            label_code(self.predicted_label),
+            self.shard,
+            len(rid),
+            len(version),
+            scores.size,
+            self.produced_us,
+            self.filtered_us,
+            self.predicted_us,
+        )
+        return b"".join((header, rid, version, scores.tobytes()))
+
+    @property
+    def latency_s(self) -> float:
+        """End-to-end latency, produced → predicted, in seconds."""
+        return (self.predicted_us - self.produced_us) / 1e6
+
+
+def _prefix(data: bytes, expected_schema: int, expected_version: int) -> None:
+    if len(data) < _PREFIX.size:
+        raise DecodeError("truncated", f"{len(data)} bytes is shorter than the 2-byte schema prefix")
+    schema, version = _PREFIX.unpack_from(data)
+    if schema != expected_schema:
+        raise DecodeError("unknown_schema", f"schema id {schema}, expected {expected_schema}")
+    if version != expected_version:
+        raise DecodeError("unknown_version", f"schema {schema} version {version}, expected {expected_version}")
+
+
+def _label(code: int) -> str | None:
+    if code == NO_LABEL:
+        return None
+    if 0 <= code < len(LABELS):
+        return LABELS[code]
+    raise DecodeError("bad_label", f"label code {code}")
+
+
+def _record_id(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("bad_record_id", "record id is not UTF-8") from None
+
+
+def decode_recording(data: bytes) -> Recording:
+    """Decode a recording; the samples are a read-only float32 view of ``data``."""
+    _prefix(data, SCHEMA_RECORDING, VERSION_RECORDING)
+    if len(data) < _RECORDING.size:
+        raise DecodeError("truncated", f"{len(data)} bytes is shorter than the {_RECORDING.size}-byte header")
+    (_, _, label, _, shard, id_len, rate, produced, filtered, n) = _RECORDING.unpack_from(data)
+    if id_len == 0:
+        raise DecodeError("missing_field", "empty record id")
+    if n > MAX_SAMPLES:
+        raise DecodeError("oversized", f"{n} samples exceeds the limit of {MAX_SAMPLES}")
+    expected = _RECORDING.size + id_len + 4 * n
+    if len(data) != expected:
+        raise DecodeError("length_mismatch", f"{len(data)} bytes, header announces {expected}")
+    if not (math.isfinite(rate) and rate > 0):
+        raise DecodeError("bad_sampling_rate", f"sampling rate {rate}")
+    start = _RECORDING.size
+    rid = _record_id(data[start : start + id_len])
+    samples = np.frombuffer(data, dtype=_F32, count=n, offset=start + id_len)
+    return Recording(rid, samples, float(rate), _label(label), shard, produced, filtered)
+
+
+def decode_prediction(data: bytes) -> Prediction:
+    _prefix(data, SCHEMA_PREDICTION, VERSION_PREDICTION)
+    if len(data) < _PREDICTION.size:
+        raise DecodeError("truncated", f"{len(data)} bytes is shorter than the {_PREDICTION.size}-byte header")
+    (_, _, true, pred, shard, id_len, v_len, n, produced, filtered, predicted) = _PREDICTION.unpack_from(data)
+    expected = _PREDICTION.size + id_len + v_len + 4 * n
+    if len(data) != expected:
+        raise DecodeError("length_mismatch", f"{len(data)} bytes, header announces {expected}")
+    if id_len == 0 or n != len(LABELS):
+        raise DecodeError("missing_field", f"record id length {id_len}, {n} scores")
+    start = _PREDICTION.size
+    rid = _record_id(data[start : start + id_len])
+    version = data[start + id_len : start + id_len + v_len].decode("utf-8", errors="replace")
+    scores = np.frombuffer(data, dtype=_F32, count=n, offset=start + id_len + v_len)
+    predicted_label = _label(pred)
+    if predicted_label is None:
+        raise DecodeError("missing_field", "no predicted label")
+    return Prediction(
+        record_id=rid,
+        predicted_label=predicted_label,
+        scores={label: float(s) for label, s in zip(LABELS, scores)},
+        model_version=version,
+        true_label=_label(true),
+        shard=shard,
+        produced_us=produced,
+        filtered_us=filtered,
+        predicted_us=predicted,
+    )

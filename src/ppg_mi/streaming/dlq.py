@@ -1,0 +1,32 @@
+"""Dead-letter headers: which stage refused a record, why, and where it came from."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .loop import InputRecord
+
+H_STAGE = "ppg-mi.stage"
+H_REASON = "ppg-mi.reason"
+H_DETAIL = "ppg-mi.detail"
+H_TOPIC = "ppg-mi.original.topic"
+H_PARTITION = "ppg-mi.original.partition"
+H_OFFSET = "ppg-mi.original.offset"
+H_TRUNCATED = "ppg-mi.truncated"
+
+
+def dead_letter_headers(stage: str, reason: str, detail: str, record: "InputRecord") -> list[tuple[str, bytes]]:
+    headers = [
+        (H_STAGE, stage.encode()),
+        (H_REASON, reason.encode()),
+        (H_DETAIL, detail[:1000].encode("utf-8", errors="replace")),
+        (H_TOPIC, record.topic.encode()),
+        (H_PARTITION, str(record.partition).encode()),
+        (H_OFFSET, str(record.offset).encode()),
+    ]
+    return headers
+
+
+def headers_dict(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
+    return {k: (v or b"").decode("utf-8", errors="replace") for k, v in (headers or [])}

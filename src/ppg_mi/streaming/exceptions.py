@@ -1,0 +1,37 @@
+"""Errors of the streaming layer."""
+
+from __future__ import annotations
+
+
+class StreamingError(Exception):
+    """Base class of the streaming layer's errors."""
+
+
+class DecodeError(StreamingError):
+    """Bytes that are not a valid message of the expected schema.
+
+    ``reason`` is a short stable token (``truncated``, ``unknown_schema``...) used as the
+    dead-letter reason and metric label; ``detail`` is for humans.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class RejectedRecord(StreamingError):
+    """A decoded record that a stage refuses to process (NaN samples, flat signal...)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class FencedError(StreamingError):
+    """Another process took over this process's transactional id; this one must stop."""
+
+
+class BrokerUnavailable(StreamingError):
+    """The broker did not answer within the deadline."""

@@ -1,0 +1,56 @@
+"""Shared fixtures: one real Kafka broker per test session, unique topics and groups per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ppg_mi.config import Settings
+from ppg_mi.local.kafka import LocalBroker, free_port
+from ppg_mi.streaming.topics import ensure_topics
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real broker for the whole session: PPG_MI_TEST_BOOTSTRAP_SERVERS, or one started here."""
+    external = os.environ.get("PPG_MI_TEST_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    settings = Settings.from_env({}, kafka_local_heap="384m", kafka_local_port=free_port())
+    broker = LocalBroker(settings, tmp_path_factory.mktemp("kafka"), "127.0.0.1", settings.kafka_local_port)
+    broker.start()
+    yield broker.bootstrap
+    broker.destroy()
+
+
+@pytest.fixture
+def broker_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings naming the session broker, with topics and groups no other test uses."""
+    tag = uuid.uuid4().hex[:10]
+    settings = Settings.from_env(
+        {},
+        kafka_bootstrap_servers=kafka_bootstrap,
+        topic_raw=f"raw-{tag}",
+        topic_filtered=f"filtered-{tag}",
+        topic_predictions=f"predictions-{tag}",
+        topic_dlq=f"dlq-{tag}",
+        topic_partitions=3,
+        group_filter=f"filter-{tag}",
+        group_classifier=f"classifier-{tag}",
+        group_dashboard=f"dashboard-{tag}",
+        instance_id=f"test-{tag}",
+        models_dir=str(tmp_path / "models"),
+        metrics_port=0,
+        cache_dir=Settings.from_env({}).cache_dir,
+        log_format="json",
+        batch_max_wait_ms=100,
+        model_reload_interval_s=0.5,
+    )
+    ensure_topics(settings)
+    return settings

@@ -1,0 +1,116 @@
+"""Fit, evaluate and checkpoint an aeon classifier on preprocessed PPG recordings.
+
+The preprocessing is :func:`ppg_mi.signal.preprocess_batch`, the very function the filter
+service applies, so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from ppg_mi.data import Dataset
+from ppg_mi.model import ModelStore, build_estimator, save_checkpoint
+from ppg_mi.model.checkpoint import fingerprint, make_card
+from ppg_mi.model.metrics import POSITIVE, classification_metrics
+from ppg_mi.signal import BandPass, preprocess_batch, validate_samples
+from ppg_mi.signal.filters import InvalidSignal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    kind: str = "rdst"
+    seed: int = 0
+    test_size: float = 0.2
+    folds: int = 5
+    n_jobs: int = 1
+
+
+def preprocessable(dataset: Dataset, band: BandPass) -> tuple[np.ndarray, np.ndarray, int]:
+    """Preprocessed samples and labels of the recordings the filter would accept; count refused."""
+    keep = []
+    for i, row in enumerate(dataset.samples):
+        try:
+            validate_samples(row)
+            keep.append(i)
+        except InvalidSignal:
+            pass
+    x = preprocess_batch(dataset.samples[keep], band)
+    y = np.asarray([dataset.labels[i] for i in keep], dtype=object)
+    return x, y, len(dataset) - len(keep)
+
+
+def fit_and_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
+                  y_test: np.ndarray, seed: int, n_jobs: int) -> tuple[Any, dict[str, Any]]:
+    estimator = build_estimator(kind, seed, n_jobs)
+    started = time.perf_counter()
+    estimator.fit(x_train[:, np.newaxis, :], y_train)
+    fit_s = time.perf_counter() - started
+    proba = np.asarray(estimator.predict_proba(x_test[:, np.newaxis, :]))
+    classes = [str(c) for c in estimator.classes_]
+    pred = np.array(classes, dtype=object)[proba.argmax(axis=1)]
+    metrics = classification_metrics(y_test, pred, proba[:, classes.index(POSITIVE)])
+    metrics["fit_seconds"] = round(fit_s, 3)
+    return estimator, metrics
+
+
+def cross_validate(kind: str, x: np.ndarray, y: np.ndarray, folds: int, seed: int, n_jobs: int) -> dict[str, Any]:
+    """Mean and standard deviation of each metric over stratified k folds."""
+    per_fold = []
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
+        _, m = fit_and_score(kind, x[train_idx], y[train_idx], x[test_idx], y[test_idx], seed, n_jobs)
+        per_fold.append(m)
+    summary: dict[str, Any] = {"folds": folds}
+    for key in ("accuracy", "macro_f1", "sensitivity_mi", "specificity", "roc_auc"):
+        values = [m[key] for m in per_fold if m[key] is not None]
+        summary[key] = {"mean": float(np.mean(values)), "std": float(np.std(values))} if values else None
+    return summary
+
+
+def train(dataset: Dataset, band: BandPass, cfg: TrainConfig, models_dir: str | Path,
+          make_current: bool = True) -> tuple[Path, dict[str, Any]]:
+    """Fit on a stratified split, evaluate held-out and by k-fold, save into the model store."""
+    if not dataset.labelled:
+        raise ValueError("training needs a labelled dataset (a Label column of Normal/MI)")
+    x, y, refused = preprocessable(dataset, band)
+    if len(set(y.tolist())) < 2:
+        raise ValueError("training needs recordings of both classes")
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=cfg.test_size, stratify=y, random_state=cfg.seed
+    )
+    log.info("fitting", extra={"kind": cfg.kind, "train": len(y_train), "test": len(y_test)})
+    estimator, held_out = fit_and_score(cfg.kind, x_train, y_train, x_test, y_test, cfg.seed, cfg.n_jobs)
+    metrics: dict[str, Any] = {"held_out": held_out, "refused_recordings": refused}
+    if cfg.folds >= 2:
+        log.info("cross-validating", extra={"folds": cfg.folds})
+        metrics["cross_validation"] = cross_validate(cfg.kind, x, y, cfg.folds, cfg.seed, cfg.n_jobs)
+    card = make_card(
+        kind=cfg.kind,
+        params={k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
+        classes=["Normal", "MI"],
+        band=band,
+        samples_per_record=int(x.shape[1]),
+        data_fingerprint=fingerprint(dataset.samples, dataset.labels),
+        metrics=metrics,
+        seed=cfg.seed,
+        extra={"training_data": {"source": dataset.source, "n": len(dataset), "test_size": cfg.test_size}},
+    )
+    store = ModelStore(models_dir)
+    path = save_checkpoint(estimator, card, store.root / card["version"])
+    if make_current:
+        store.set_current(card["version"])
+    return path, card
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)

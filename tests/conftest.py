@@ -54,3 +54,22 @@ def broker_settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
     )
     ensure_topics(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model store holding one small real aeon checkpoint as `current` (default settings' preprocessing).
+
+    Tests that copy it may add versions; the session's copy itself is never modified.
+    """
+    from training.train import TrainConfig, train
+
+    from ppg_mi.data import SyntheticConfig, generate
+    from ppg_mi.signal import BandPass
+
+    settings = Settings.from_env({})
+    root = tmp_path_factory.mktemp("models")
+    dataset = generate(SyntheticConfig(records=80, samples=settings.samples_per_record,
+                                       sampling_rate_hz=settings.sampling_rate_hz, seed=7, id_prefix="train"))
+    train(dataset, BandPass.from_settings(settings), TrainConfig(kind=settings.model_kind, folds=0, seed=0), root)
+    return root

@@ -103,6 +103,9 @@ class Settings:
     # --- Producer --------------------------------------------------------
     producer_rate: float = _setting(0.0, "Records per second the producer sends; 0 means as fast as possible.")
     producer_shard: str = _setting("0/1", "Shard i/N of the dataset this producer sends.")
+    producer_delivery_timeout_ms: int = _setting(
+        120000, "How long the producer retries a record (e.g. while the broker is down) before failing it."
+    )
 
     # --- Observability ------------------------------------------------------
     metrics_port: int = _setting(9464, "Port of /metrics, /healthz and /readyz; 0 disables the server.")

@@ -47,6 +47,7 @@ def idempotent_producer_config(settings: Settings) -> dict[str, Any]:
         "compression.type": "lz4",
         "message.max.bytes": settings.max_message_bytes + 4096,
         "queue.buffering.max.kbytes": 65536,
+        "message.timeout.ms": settings.producer_delivery_timeout_ms,
     }
 
 
@@ -56,6 +57,8 @@ def transactional_producer_config(settings: Settings, role: str) -> dict[str, An
         **idempotent_producer_config(settings),
         "transactional.id": f"ppg-mi-{role}-{settings.instance_id}",
         "transaction.timeout.ms": settings.transaction_timeout_ms,
+        # librdkafka requires a record's delivery timeout to fit inside the transaction's
+        "message.timeout.ms": min(settings.producer_delivery_timeout_ms, settings.transaction_timeout_ms),
         "linger.ms": 5,
     }
 

@@ -25,7 +25,7 @@ step "fetching Apache Kafka jars (cache: $CACHE)"
 
 if [ ! -x "$CACHE/bin/helm" ]; then
   step "building helm $HELM_VERSION with go install"
-  (cd /tmp && GOBIN="$CACHE/bin" GOFLAGS=-mod=mod go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+  (cd /tmp && GOBIN="$CACHE/bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
 fi
 
 need_apt=()

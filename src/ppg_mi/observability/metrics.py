@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import platform
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from .. import __version__
-from .server import Health
+
+if TYPE_CHECKING:  # server.py imports this module; the type is only needed for annotations
+    from .server import Health
 
 RECORDS_CONSUMED = Counter(
     "ppg_mi_records_consumed", "Input records whose transaction committed.", ["stage"]
@@ -36,8 +39,13 @@ TRANSACTIONS = Counter(
     "ppg_mi_transactions", "Kafka transactions by outcome (committed, aborted).", ["stage", "outcome"]
 )
 CONSUMER_LAG = Gauge(
-    "ppg_mi_consumer_lag_records", "Records behind the partition's last stable offset (from librdkafka).",
+    "ppg_mi_consumer_lag_records",
+    "Committed lag of the stage's consumer group: last stable offset minus the group's committed offset "
+    "(Admin API). An idle partition of a transactionally written topic shows 1: the commit marker.",
     ["stage", "topic", "partition"],
+)
+LAG_SCRAPES = Counter(
+    "ppg_mi_consumer_lag_queries", "Admin API lag queries by outcome (ok, error).", ["stage", "outcome"]
 )
 ASSIGNED_PARTITIONS = Gauge("ppg_mi_assigned_partitions", "Partitions assigned to this process.", ["stage"])
 LAST_LOOP = Gauge("ppg_mi_loop_last_turn_timestamp_seconds", "When the main loop last turned.", ["stage"])
@@ -52,6 +60,8 @@ MODEL_RELOADS = Counter("ppg_mi_model_reloads", "Model switches by outcome (load
 PRODUCER_SENT = Counter("ppg_mi_producer_records_sent", "Records the producer had acknowledged.", ["shard"])
 PRODUCER_TOTAL = Gauge("ppg_mi_producer_records_total", "Records this producer shard has to send.", ["shard"])
 PRODUCER_FAILED = Counter("ppg_mi_producer_records_failed", "Records whose delivery failed.", ["shard"])
+READY = Gauge("ppg_mi_ready", "1 when the process passes its readiness checks (/readyz), else 0.", ["role"])
+READY_CHECK = Gauge("ppg_mi_readiness_check", "1 when the named readiness check passes, else 0.", ["role", "check"])
 BUILD_INFO = Info("ppg_mi_build", "Version of ppg-mi and its runtime.")
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
@@ -91,7 +101,16 @@ class StageMetrics:
         TRANSACTIONS.labels(self.stage, outcome).inc()
 
     def lag(self, topic: str, partition: int, lag: int) -> None:
-        CONSUMER_LAG.labels(self.stage, topic, str(partition)).set(lag)
+        """librdkafka's ``consumer_lag``, when it reports one: deliberately not exported.
+
+        librdkafka computes it against the offset *this consumer* committed; in the
+        transactional loop the producer commits the offsets, so the consumer never learns
+        them and the statistic stays -1 (the loop skips it).  Were a number to arrive it
+        would be measured against a stale offset, so the committed lag comes from
+        :class:`ppg_mi.observability.lag.GroupLagMonitor` (the Admin API) instead: the same
+        number KEDA and Strimzi's kafka-exporter compute.
+        """
+        return None
 
     def heartbeat(self) -> None:
         self.last_turn = time.monotonic()

@@ -17,33 +17,53 @@ Check = Callable[[], tuple[bool, str]]
 
 
 class Health:
-    """Liveness from a heartbeat, readiness from named checks."""
+    """Liveness from a heartbeat, readiness from named checks.
 
-    def __init__(self, liveness_timeout_s: float = 30.0) -> None:
+    Liveness: the main loop turned within ``liveness_timeout_s``.  Before the loop's
+    first turn (start-up: model load and warm-up, joining the group) the process counts
+    as live; readiness covers start-up.  A process without a loop (the producer) never
+    beats, so its /healthz only says that the process and its HTTP server respond.
+
+    Readiness: every named check passes.  Each evaluation also sets ``ppg_mi_ready`` and
+    ``ppg_mi_readiness_check``, so Prometheus sees what /readyz says.
+    """
+
+    def __init__(self, liveness_timeout_s: float = 30.0, role: str = "") -> None:
         self.liveness_timeout_s = liveness_timeout_s
-        self._last_beat = time.monotonic()
+        self.role = role
+        self._last_beat: float | None = None
         self._checks: dict[str, Check] = {}
+        self._lock = threading.Lock()
 
     def beat(self) -> None:
         self._last_beat = time.monotonic()
 
     def add_check(self, name: str, check: Check) -> None:
+        """Register (or replace) the readiness check ``name``."""
         self._checks[name] = check
 
     def live(self) -> tuple[bool, dict]:
+        if self._last_beat is None:
+            return True, {"loop": "not started yet (start-up is covered by /readyz)"}
         age = time.monotonic() - self._last_beat
         return age < self.liveness_timeout_s, {"loop_last_turn_seconds_ago": round(age, 3)}
 
     def ready(self) -> tuple[bool, dict]:
+        from . import metrics as m  # metrics imports this module for typing only
+
         results = {}
         ok = True
-        for name, check in self._checks.items():
-            try:
-                passed, detail = check()
-            except Exception as exc:  # noqa: BLE001 - a failing check means not ready
-                passed, detail = False, repr(exc)
-            results[name] = {"ok": passed, "detail": detail}
-            ok = ok and passed
+        # one evaluation at a time: a scrape and a probe arriving together share the broker check
+        with self._lock:
+            for name, check in list(self._checks.items()):
+                try:
+                    passed, detail = check()
+                except Exception as exc:  # noqa: BLE001 - a failing check means not ready
+                    passed, detail = False, repr(exc)
+                results[name] = {"ok": passed, "detail": detail}
+                m.READY_CHECK.labels(self.role, name).set(1 if passed else 0)
+                ok = ok and passed
+            m.READY.labels(self.role).set(1 if ok else 0)
         return ok, results
 
 
@@ -53,6 +73,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
+            self.health.ready()  # refreshes ppg_mi_ready so the scrape carries the current readiness
             self._send(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
         elif path == "/healthz":
             ok, body = self.health.live()
@@ -78,7 +99,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """Serves the three endpoints from a daemon thread."""
+    """Serves the three endpoints from a daemon thread.
+
+    Usable from any process, including one whose main thread belongs to another
+    framework (the Streamlit dashboard)::
+
+        health = Health(30.0, role="dashboard")
+        server = MetricsServer("0.0.0.0", settings.metrics_port, health).start()
+
+    ``port=0`` binds a free port; :attr:`port` tells which.
+    """
 
     def __init__(self, host: str, port: int, health: Health) -> None:
         handler = type("Handler", (_Handler,), {"health": health})

@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 from confluent_kafka.admin import AdminClient
 
 from ..config import Settings
+from ..observability.lag import GroupLagMonitor
 from ..observability.logs import configure as configure_logging
 from ..observability.server import Health, MetricsServer
 from ..streaming.clients import common_config
@@ -31,19 +32,36 @@ def broker_check(settings: Settings) -> Callable[[], tuple[bool, str]]:
     return check
 
 
+def consumed_topic(settings: Settings, role: str) -> tuple[str, str] | None:
+    """(consumer group, input topic) of a consuming stage; None for roles that commit no offsets."""
+    return {
+        "filter": (settings.group_filter, settings.topic_raw),
+        "classifier": (settings.group_classifier, settings.topic_filtered),
+    }.get(role)
+
+
 @contextmanager
 def service(settings: Settings, role: str) -> Iterator[Health]:
-    """Configure logging, serve the endpoints and yield the process's :class:`Health`."""
+    """Configure logging, serve the endpoints and yield the process's :class:`Health`.
+
+    A consuming stage also exports its group's committed lag (``ppg_mi_consumer_lag_records``).
+    """
     configure_logging(settings.log_level, settings.log_format)
-    health = Health(settings.liveness_timeout_s)
+    health = Health(settings.liveness_timeout_s, role=role)
     server = None
+    lag_monitor = None
     if settings.metrics_port:
         server = MetricsServer(settings.metrics_host, settings.metrics_port, health).start()
         log.info("endpoints ready", extra={"role": role, "port": server.port,
                                            "paths": "/metrics /healthz /readyz"})
+        consumed = consumed_topic(settings, role)
+        if consumed is not None:
+            lag_monitor = GroupLagMonitor(settings, role, *consumed, interval_s=settings.lag_interval_s).start()
     try:
         yield health
     finally:
+        if lag_monitor is not None:
+            lag_monitor.stop()
         if server is not None:
             server.stop()
 

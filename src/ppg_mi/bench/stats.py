@@ -1,0 +1,70 @@
+"""Pure arithmetic of the benchmark: percentiles, sustained rates, CPU over a window."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from typing import Sequence
+
+import numpy as np
+
+
+def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> dict[str, float]:
+    """``{"p50": ..., "p95": ..., "p99": ...}`` (linear interpolation); empty input gives NaN."""
+    if len(values) == 0:
+        return {f"p{q:g}": float("nan") for q in qs}
+    arr = np.asarray(values, dtype=float)
+    return {f"p{q:g}": float(np.percentile(arr, q)) for q in qs}
+
+
+def steady_window(timestamps: Sequence[float], trim: float = 0.1) -> tuple[float, float, int]:
+    """(start, end, records inside) of the middle of a run, dropping ``trim`` at each end.
+
+    Start-up (consumers joining, numba warming) and the tail (the last partial batches)
+    are not the sustained rate, so the rate is taken between the ``trim`` and ``1 - trim``
+    quantiles of the completion times.
+    """
+    ts = sorted(timestamps)
+    n = len(ts)
+    if n < 2:
+        raise ValueError("a rate needs at least two completion times")
+    lo = ts[int(round(trim * (n - 1)))]
+    hi = ts[int(round((1 - trim) * (n - 1)))]
+    inside = bisect_right(ts, hi) - bisect_left(ts, lo)
+    return lo, hi, inside
+
+
+def sustained_rate(timestamps: Sequence[float], trim: float = 0.1) -> float:
+    """Records per second over the steady window of completion ``timestamps`` (seconds)."""
+    lo, hi, inside = steady_window(timestamps, trim)
+    if hi <= lo:
+        return float("inf")
+    # n completions span n - 1 intervals
+    return (inside - 1) / (hi - lo)
+
+
+def value_at(samples: Sequence[tuple[float, float]], t: float) -> float:
+    """Linear interpolation of a (time, cumulative value) series at ``t``, clamped at the ends."""
+    if not samples:
+        raise ValueError("no samples")
+    times = [s[0] for s in samples]
+    i = bisect_left(times, t)
+    if i == 0:
+        return samples[0][1]
+    if i >= len(samples):
+        return samples[-1][1]
+    (t0, v0), (t1, v1) = samples[i - 1], samples[i]
+    if t1 == t0:
+        return v1
+    return v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+
+
+def delta_between(samples: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """Growth of a cumulative series (e.g. CPU seconds) between ``start`` and ``end``."""
+    return value_at(samples, end) - value_at(samples, start)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when either is missing or the denominator is not positive."""
+    if numerator is None or denominator is None or not denominator > 0:
+        return None
+    return numerator / denominator

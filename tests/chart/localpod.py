@@ -1,0 +1,148 @@
+"""Run a rendered pod's container as a local process, wired the way the kubelet would wire it.
+
+What is taken from the manifest unchanged: the command and arguments, every environment variable
+(``$(VAR)`` references and downward-API fields resolved), the container ports and the probes.
+What is mapped, as a pod's own network and volumes would isolate it: each volume becomes a
+temporary directory (a PVC is one directory shared by every pod naming the claim), each container
+port becomes a free local port, and the broker address becomes the test session's broker.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ppg_mi.local.kafka import free_port
+
+from .chartlib import REPO
+from .podenv import resolve_env
+
+ENTRYPOINT = "ppg-mi"
+
+
+def image_env(dockerfile: Path = REPO / "images" / "Dockerfile") -> dict[str, str]:
+    """The ENV of the Dockerfile's last stage (what every container starts with)."""
+    lines, joined = dockerfile.read_text().splitlines(), []
+    buf = ""
+    for line in lines:
+        if line.strip().startswith("#"):
+            continue
+        buf += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            joined.append(buf.strip())
+            buf = ""
+    env: dict[str, str] = {}
+    for instruction in joined:
+        if instruction.upper().startswith("FROM "):
+            env = {}
+        elif instruction.upper().startswith("ENV "):
+            for pair in shlex.split(instruction[4:]):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+class LocalPod:
+    def __init__(self, obj: dict, pod_spec: dict, *, pod_name: str, bootstrap: str, root: Path,
+                 claims_root: Path, annotations: dict[str, str] | None = None) -> None:
+        self.obj = obj
+        self.name = pod_name
+        self.container = pod_spec["containers"][0]
+        self.grace = pod_spec.get("terminationGracePeriodSeconds", 30)
+        root.mkdir(parents=True, exist_ok=True)
+        volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+        self.mounts: dict[str, Path] = {}
+        for mount in self.container.get("volumeMounts", []):
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                host = claims_root / volume["persistentVolumeClaim"]["claimName"]
+            elif "emptyDir" in volume:
+                host = root / "volumes" / mount["name"]
+            else:
+                raise AssertionError(f"{pod_name}: volume {mount['name']} ({sorted(volume)}) has no local mapping")
+            host.mkdir(parents=True, exist_ok=True)
+            self.mounts[mount["mountPath"]] = host
+        self.ports = {p["name"]: (p["containerPort"], free_port()) for p in self.container.get("ports", [])}
+        by_number = {str(c): str(h) for c, h in self.ports.values()}
+        pod_env = resolve_env(self.container, pod_name=pod_name, annotations=annotations)
+        env = {**image_env(), **pod_env}
+        for key, value in list(env.items()):
+            if key == "PPG_MI_KAFKA_BOOTSTRAP_SERVERS":
+                env[key] = bootstrap
+            elif key.endswith("_PORT") and value in by_number:
+                env[key] = by_number[value]
+            else:
+                env[key] = self._host_path(value)
+        env["PATH"] = os.environ["PATH"]
+        self.env = env
+        command = self.container["command"]
+        assert command[0] == ENTRYPOINT, f"{pod_name}: command {command} does not run the image's entrypoint"
+        # `ppg-mi` is the console script of the package; the module form runs the same main()
+        self.argv = [sys.executable, "-m", "ppg_mi", *command[1:], *self.container.get("args", [])]
+        self.log_path = root / f"{pod_name}.log"
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=self.env.get("HOME", str(root)))
+
+    def _host_path(self, value: str) -> str:
+        for mount, host in self.mounts.items():
+            if value == mount or value.startswith(mount.rstrip("/") + "/"):
+                return str(host) + value[len(mount.rstrip("/")):]
+        return value
+
+    def host_path(self, mount_path: str) -> Path:
+        return self.mounts[mount_path]
+
+    def port(self, name_or_number: str | int) -> int:
+        for name, (container_port, host_port) in self.ports.items():
+            if name_or_number in (name, container_port):
+                return host_port
+        raise AssertionError(f"{self.name}: no container port {name_or_number!r}")
+
+    def get(self, port: str | int, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port(port)}{path}", timeout=3) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+        except OSError:
+            return 0, ""
+
+    def probes(self) -> dict[str, dict]:
+        return {k: self.container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
+                if k in self.container}
+
+    def probe_ok(self, kind: str) -> bool:
+        get = self.container[kind]["httpGet"]
+        return self.get(get["port"], get["path"])[0] == 200
+
+    def alive(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+        return True
+
+    def terminate(self) -> int:
+        """SIGTERM, as the kubelet sends it; the process must exit within the grace period."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(self.grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+            raise AssertionError(f"{self.name} did not stop within terminationGracePeriodSeconds={self.grace}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()

@@ -19,5 +19,11 @@ test: setup  ## the whole suite against a real broker started for the session
 test-unit: ## pure-logic tests only (no broker)
 	$(BIN)/python -m pytest -q tests/unit
 
+cluster:  ## kind cluster + Strimzi, KEDA, kube-prometheus-stack and the dev Kafka (CLUSTER=minikube for minikube)
+	bash k8s/cluster.sh
+
+dev:  ## skaffold dev: build the image, deploy the chart, forward the dashboard (:8501) and Grafana (:3000)
+	skaffold dev --port-forward
+
 clean:
 	rm -rf .pytest_cache .hypothesis artifacts

@@ -207,6 +207,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import BenchOptions, run_bench
+
+    results = run_bench(BenchOptions(records=args.records, quick=args.quick, out_json=args.out_json,
+                                     out_md=args.out_md, models=args.models), _settings(args))
+    for t in results["targets"]:
+        state = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+        print(f"{t['name']}: {t['value']} {t['unit']} (goal {t['threshold']}): {state}")
+    return 0
+
+
+def cmd_observability(args: argparse.Namespace) -> int:
+    from .observability.generate import generate
+
+    for path in generate(Path(args.chart)):
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .local.demo import run_demo
 
@@ -288,6 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="labelled CSV in the Kaggle layout")
 
     add("config", cmd_config, "List every PPG_MI_* setting with its default and meaning.")
+
+    p = add("observability", cmd_observability,
+            "Generate the Grafana dashboards and Prometheus alerting rules of the chart.")
+    p.add_argument("action", choices=["generate"])
+    p.add_argument("--chart", default="helm/ppg-mi", help="chart directory to write files/ under")
+
+    p = add("bench", cmd_bench, "Benchmark the pipeline against the limits of its parts; writes docs/performance.*")
+    p.add_argument("--records", type=int, help="records per end-to-end run (default 3000, 600 with --quick)")
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
+    p.add_argument("--out-json", default="docs/performance.json", help="JSON report path")
+    p.add_argument("--out-md", default="docs/performance.md", help="Markdown report path")
+    p.add_argument("--models", help="serve this model store's current model instead of training one")
 
     p = add("demo", cmd_demo, "Start Kafka, train a model if none, run every stage and the dashboard.")
     p.add_argument("--records", type=int, default=2000, help="synthetic recordings to stream")

@@ -60,6 +60,25 @@ def _create_topics(objects: list[dict], bootstrap: str) -> dict[str, int]:
     return {t["spec"]["topicName"]: t["spec"]["partitions"] for t in topics}
 
 
+def _warm_group_coordinator(bootstrap: str, topic: str) -> None:
+    """Join and leave a throw-away group once, so the broker's group coordinator is loaded.
+
+    On a fresh broker the first group join (while ``__consumer_offsets`` is being created) has been
+    seen to kill a stage process with SIGSEGV inside the Kafka client; Kubernetes would restart the
+    pod, but that start-up race is not what this test is about (reported separately).
+    """
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{uuid.uuid4().hex[:8]}",
+                         "auto.offset.reset": "earliest"})
+    try:
+        consumer.subscribe([topic])
+        wait_for(lambda: consumer.poll(0.2) is None and consumer.assignment(), 60, interval=0,
+                 what="a first consumer group to be joined")
+    finally:
+        consumer.close()
+
+
 def _check_endpoints(pod: LocalPod, objects: list[dict]) -> None:
     """Every probe the container declares, and every PodMonitor endpoint selecting it, answers 200."""
     for kind, get in pod.probes().items():
@@ -80,6 +99,7 @@ def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir
     records = 32
     objects = cl.render([cl.write_values(tmp_path / "values.yaml", _values(tag, seed, records))])
     partitions = _create_topics(objects, kafka_bootstrap)
+    _warm_group_coordinator(kafka_bootstrap, f"raw-{tag}")
     claims = tmp_path / "claims"
     deployments = {cl.pod_labels(d)["app.kubernetes.io/component"]: d for d in cl.of_kind(objects, "Deployment")}
     # the model PVC holds a trained store, as the training Job leaves it

@@ -13,6 +13,8 @@ from ppg_mi.config import Settings
 from ppg_mi.streaming.clients import transactional_producer_config
 
 from . import chartlib as cl
+
+pytestmark = pytest.mark.chart
 from .podenv import resolve_env
 
 # name → values overriding the defaults; together they cover every branch of the templates
@@ -166,6 +168,10 @@ def test_policy_every_container_is_bounded_probed_and_restricted(name: str, rend
             shutdown = max(float(cl.env_map(c).get("PPG_MI_SHUTDOWN_TIMEOUT_S", {}).get("value", 0))
                            for c in spec["containers"])
             assert spec["terminationGracePeriodSeconds"] >= shutdown + 10, where
+        if obj["kind"] == "Job" and _component(obj) == "producer":
+            # the producer's send loop reports no heartbeat: liveness must not expire before the deadline
+            env = cl.env_map(spec["containers"][0])
+            assert float(env["PPG_MI_LIVENESS_TIMEOUT_S"]["value"]) >= obj["spec"]["activeDeadlineSeconds"], where
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -329,3 +335,65 @@ def test_bad_values_fail_to_render(values: dict, message: str, tmp_path: Path) -
     result = cl.render([cl.write_values(tmp_path / "bad.yaml", values)], check=False)
     assert result.returncode != 0, "helm accepted values it should reject"
     assert message in result.stderr, result.stderr
+
+
+def test_values_are_documented_and_typed_key_by_key() -> None:
+    """Every key of values.yaml has a comment above it (a leaf of a documented map may rely on the
+    map's comment) and a place in values.schema.json; the defaults satisfy the schema."""
+    import re
+
+    import jsonschema
+
+    schema = json.loads((cl.CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((cl.CHART / "values.yaml").read_text())
+    jsonschema.Draft7Validator(schema).validate(values)
+
+    undocumented, stack, prev = [], [], ""
+    for number, line in enumerate((cl.CHART / "values.yaml").read_text().splitlines(), 1):
+        m = re.match(r"^(\s*)([\w.-]+):(.*)$", line)
+        if m:
+            indent = len(m.group(1))
+            stack = [(i, k, doc) for i, k, doc in stack if i < indent]
+            documented = prev.strip().startswith("#")
+            parent_documented = bool(stack) and stack[-1][2]
+            is_leaf = m.group(3).strip() != ""
+            if not documented and not (parent_documented and is_leaf):
+                undocumented.append(f"{number}: {line.strip()}")
+            stack.append((indent, m.group(2), documented))
+        if line.strip():
+            prev = line
+    assert not undocumented, "keys without a comment:\n" + "\n".join(undocumented)
+
+    def walk(node: object, sub: dict, path: str) -> None:
+        if not isinstance(node, dict) or "properties" not in sub:
+            return
+        for key, value in node.items():
+            assert key in sub["properties"], f"{path}{key} is in values.yaml but not in values.schema.json"
+            walk(value, sub["properties"][key], f"{path}{key}.")
+
+    walk(values, schema, "")
+
+
+@pytest.mark.parametrize("name", ["defaults", "keda-off", "ingress", "minimal"])
+def test_notes_render(name: str, tmp_path: Path) -> None:
+    """NOTES.txt renders (helm template skips it): a copy of the chart renders it into a ConfigMap."""
+    import shutil
+
+    chart = tmp_path / "chart"
+    shutil.copytree(cl.CHART, chart)
+    (chart / "files").mkdir(exist_ok=True)
+    shutil.copy(chart / "templates" / "NOTES.txt", chart / "files" / "notes.txt")
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n'
+        'data: {notes: {{ tpl (.Files.Get "files/notes.txt") . | quote }}}\n')
+    values = cl.write_values(tmp_path / "v.yaml", MATRIX[name])
+    result = cl.helm("template", cl.RELEASE, str(chart), "-n", cl.NAMESPACE, "--kube-version", cl.KUBE_VERSION,
+                     "-f", str(values), "--show-only", "templates/zz-notes.yaml")
+    notes = yaml.safe_load(result.stdout)["data"]["notes"]
+    print(notes)
+    assert "helm test ppg -n ppg-mi" in notes
+    if name == "ingress":
+        assert "https://ppg.example.org/" in notes
+    elif name != "minimal":
+        assert "port-forward svc/ppg-ppg-mi-dashboard" in notes
+    assert ("KEDA ScaledObjects" in notes) == (name != "keda-off")

@@ -236,8 +236,10 @@ affinity:
   value: {{ $.Values.config.batchMaxWaitMs | quote }}
 - name: PPG_MI_SHUTDOWN_TIMEOUT_S
   value: {{ $.Values.config.shutdownTimeoutS | quote }}
+{{- if ne $component "producer" }}
 - name: PPG_MI_LIVENESS_TIMEOUT_S
   value: {{ $.Values.config.livenessTimeoutS | quote }}
+{{- end }}
 {{- range $k, $v := $.Values.config.extraEnv }}
 - name: {{ $k }}
   value: {{ $v | quote }}

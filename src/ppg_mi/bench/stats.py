@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from typing import Sequence
 
 import numpy as np
@@ -16,30 +16,46 @@ def percentiles(values: Sequence[float], qs: Sequence[float] = (50, 95, 99)) -> 
     return {f"p{q:g}": float(np.percentile(arr, q)) for q in qs}
 
 
-def steady_window(timestamps: Sequence[float], trim: float = 0.1) -> tuple[float, float, int]:
-    """(start, end, records inside) of the middle of a run, dropping ``trim`` at each end.
+def completions(timestamps: Sequence[float]) -> list[tuple[float, int]]:
+    """(time, records) per distinct completion time, in time order.
 
-    Start-up (consumers joining, numba warming) and the tail (the last partial batches)
-    are not the sustained rate, so the rate is taken between the ``trim`` and ``1 - trim``
-    quantiles of the completion times.
+    A stage stamps a whole micro-batch with one time, so completions come in steps.
     """
-    ts = sorted(timestamps)
-    n = len(ts)
-    if n < 2:
-        raise ValueError("a rate needs at least two completion times")
-    lo = ts[int(round(trim * (n - 1)))]
-    hi = ts[int(round((1 - trim) * (n - 1)))]
-    inside = bisect_right(ts, hi) - bisect_left(ts, lo)
-    return lo, hi, inside
+    steps: dict[float, int] = {}
+    for t in timestamps:
+        steps[t] = steps.get(t, 0) + 1
+    return sorted(steps.items())
+
+
+def steady_window(timestamps: Sequence[float], trim: float = 0.1) -> tuple[float, float, int]:
+    """(start, end, records completed after start up to end) of the middle of a run.
+
+    Start-up (consumers joining, caches warming) and the tail (the last partial batches)
+    are not the sustained rate, so the window runs from the first completion step that
+    reaches ``trim`` of the records to the last step that stays within ``1 - trim``.
+    The records of the step at ``start`` are not counted: their work began before it.
+    """
+    steps = completions(timestamps)
+    if len(steps) < 2:
+        raise ValueError("a rate needs at least two distinct completion times")
+    total = sum(n for _, n in steps)
+    cumulative = []
+    running = 0
+    for _, n in steps:
+        running += n
+        cumulative.append(running)
+    first = next(i for i, c in enumerate(cumulative) if c >= trim * total)
+    last = max((i for i, c in enumerate(cumulative) if c <= (1 - trim) * total), default=len(steps) - 1)
+    if last <= first:
+        first, last = 0, len(steps) - 1
+    inside = cumulative[last] - cumulative[first]
+    return steps[first][0], steps[last][0], inside
 
 
 def sustained_rate(timestamps: Sequence[float], trim: float = 0.1) -> float:
     """Records per second over the steady window of completion ``timestamps`` (seconds)."""
     lo, hi, inside = steady_window(timestamps, trim)
-    if hi <= lo:
-        return float("inf")
-    # n completions span n - 1 intervals
-    return (inside - 1) / (hi - lo)
+    return inside / (hi - lo)
 
 
 def value_at(samples: Sequence[tuple[float, float]], t: float) -> float:

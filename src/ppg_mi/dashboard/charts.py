@@ -24,11 +24,15 @@ def line_spec(x: str, x_type: str, y_title: str, height: int, series: str = "ser
     y: dict[str, Any] = {"field": value, "type": "quantitative", "title": y_title}
     if y_domain is not None:
         y["scale"] = {"domain": y_domain}
+    x_enc: dict[str, Any] = {"field": x, "type": x_type, "title": x}
+    if x_type == "temporal":
+        # runs are minutes to hours long: wall-clock seconds read better than vega's millisecond ticks
+        x_enc["axis"] = {"format": "%H:%M:%S", "labelOverlap": True}
     return {
         "height": height,
         "mark": {"type": "line", "interpolate": "linear", "tooltip": True},
         "encoding": {
-            "x": {"field": x, "type": x_type, "title": x},
+            "x": x_enc,
             "y": y,
             "color": {"field": series, "type": "nominal", "title": None, "legend": {"orient": "bottom"}},
         },

@@ -78,8 +78,11 @@ class _Collector:
     def collect(self):  # noqa: ANN201 - prometheus_client's protocol
         with _lock:
             runtime = _latest
+            runtimes = list(_runtimes.values())
         if runtime is None:
             return
+        yield GaugeMetricFamily("ppg_mi_dashboard_readers", "Kafka reader threads in this process (1 expected).",
+                                value=sum(r.reader.alive for r in runtimes))
         yield GaugeMetricFamily("ppg_mi_dashboard_recordings", "Recordings (distinct record ids) in memory.",
                                 value=len(runtime.store))
         yield GaugeMetricFamily("ppg_mi_dashboard_broker_connected", "1 when the broker answered recently.",

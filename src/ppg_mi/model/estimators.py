@@ -104,14 +104,12 @@ def _multirocket(seed: int, n_jobs: int) -> Any:
     return MultiRocketClassifier(n_kernels=10000, estimator=_ridge(), random_state=seed, n_jobs=n_jobs)
 
 
-def _quant(seed: int, n_jobs: int) -> Any:
-    from aeon.classification.interval_based import QUANTClassifier
-    from sklearn.ensemble import ExtraTreesClassifier
+def _tsf(seed: int, n_jobs: int) -> Any:
+    from aeon.classification.interval_based import TimeSeriesForestClassifier
 
-    # QUANT's published default forest, with n_jobs passed through
-    forest = ExtraTreesClassifier(n_estimators=200, max_features=0.1, criterion="entropy",
-                                  random_state=seed, n_jobs=n_jobs)
-    return QUANTClassifier(estimator=forest, random_state=seed)
+    # mean, standard deviation and slope of random intervals, 200 trees (needs no soft dependency,
+    # unlike QUANT (torch) or RSTSF (statsmodels))
+    return TimeSeriesForestClassifier(n_estimators=200, random_state=seed, n_jobs=n_jobs)
 
 
 def _weasel2(seed: int, n_jobs: int) -> Any:
@@ -128,8 +126,8 @@ MODEL_KINDS: dict[str, Kind] = {
                        "MiniRocket: 10,000 kernels, ridge (input downsampled x4)"),
     "multirocket": Kind("convolution", 4, _multirocket,
                         "MultiRocket: 10,000 kernels, 4 pooling operators, ridge (input downsampled x4)"),
-    "quant": Kind("interval", 4, _quant,
-                  "QUANT: quantiles of dyadic intervals, extra trees (input downsampled x4)"),
+    "tsf": Kind("interval", 4, _tsf,
+                "Time Series Forest: mean/std/slope of random intervals, 200 trees (input downsampled x4)"),
     "weasel2": Kind("dictionary", 4, _weasel2,
                     "WEASEL 2.0: dilated SFA words, ridge; hard votes (input downsampled x4)"),
 }

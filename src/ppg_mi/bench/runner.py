@@ -1,0 +1,256 @@
+"""Orchestrates one benchmark run and writes the reports (see :mod:`ppg_mi.bench`)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import threading
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import psutil
+
+from ..config import Settings
+from . import kafka_perf, micro
+from .pipeline import run_pipeline
+from .report import finish, write_reports
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    records: int | None = None
+    quick: bool = False
+    out_json: str = "docs/performance.json"
+    out_md: str = "docs/performance.md"
+    models: str | None = None
+
+    @property
+    def pipeline_records(self) -> int:
+        return self.records or (600 if self.quick else 3000)
+
+    @property
+    def perf_records(self) -> int:
+        return 1000 if self.quick else 10000
+
+    @property
+    def micro_seconds(self) -> float:
+        return 0.5 if self.quick else 2.0
+
+    @property
+    def latency_seconds(self) -> float:
+        return 8.0 if self.quick else 25.0
+
+    @property
+    def train_records(self) -> int:
+        return 80 if self.quick else 200
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def say(self, message: str) -> None:
+        print(f"[bench {time.monotonic() - self.t0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def broker_for(settings: Settings, say: Any) -> Iterator[tuple[Settings, str]]:
+    """The configured broker, the running local one, or one started here on a free port."""
+    from ..local.kafka import LocalBroker, free_port
+
+    if settings.kafka_bootstrap_servers:
+        yield settings, f"{settings.kafka_bootstrap_servers} (PPG_MI_KAFKA_BOOTSTRAP_SERVERS)"
+        return
+    local = LocalBroker.for_settings(settings)
+    if local.running():
+        yield settings, f"{local.bootstrap} (the running `ppg-mi kafka up` broker)"
+        return
+    state = Path(tempfile.mkdtemp(prefix="ppg-mi-bench-kafka-"))
+    port = free_port()
+    own = settings.replace(kafka_local_port=port)
+    broker = LocalBroker(own, state, own.kafka_local_host, port)
+    say(f"starting a broker for the bench at {broker.bootstrap} (state {state})")
+    broker.start()
+    try:
+        yield own.replace(kafka_bootstrap_servers=broker.bootstrap), f"{broker.bootstrap} (started by the bench)"
+    finally:
+        say("stopping the bench's broker")
+        broker.destroy()
+
+
+def _model_store(settings: Settings, opts: BenchOptions, work: Path, say: Any) -> str:
+    from ..model import ModelStore
+
+    if opts.models:
+        ModelStore(opts.models).current_path()  # fails early, with the reason, when there is no model
+        return opts.models
+    from training.train import TrainConfig, train
+
+    from ..data import SyntheticConfig, generate
+    from ..signal import BandPass
+
+    root = work / "models"
+    say(f"training a {settings.model_kind} model on {opts.train_records} synthetic recordings (folds=0)")
+    data = generate(SyntheticConfig(records=opts.train_records, samples=settings.samples_per_record,
+                                    sampling_rate_hz=settings.sampling_rate_hz, seed=11, id_prefix="benchtrain"))
+    train(data, BandPass.from_settings(settings), TrainConfig(kind=settings.model_kind, folds=0), root)
+    return str(root)
+
+
+def measure_functions(settings: Settings, models_dir: str, opts: BenchOptions, say: Any) -> dict[str, Any]:
+    """Codec, filter and model alone; and profiles of the two stages' ``process``."""
+    from ..data import SyntheticConfig, generate
+    from ..model import ModelStore, load_checkpoint
+    from ..signal import BandPass, preprocess_batch
+
+    band = BandPass.from_settings(settings)
+    data = generate(SyntheticConfig(records=256, samples=settings.samples_per_record,
+                                    sampling_rate_hz=settings.sampling_rate_hz, seed=5, id_prefix="benchmicro"))
+    raw = np.asarray(data.samples, dtype=np.float32)
+    say("codec: encode + decode of one recording")
+    codec = micro.codec_us(raw[0], 2000 if opts.quick else 20000)
+    say(f"codec: {codec['encode_decode_us']:.2f} µs; filter function alone (batch 1, 64)")
+    limits: dict[str, Any] = {}
+    limits["filter"] = micro.batches(lambda x: preprocess_batch(x, band), raw, (1, 64), opts.micro_seconds)
+    checkpoint = load_checkpoint(ModelStore(models_dir).current_path(), band, settings.samples_per_record)
+    checkpoint.warm_up(settings.samples_per_record)
+    filtered = preprocess_batch(raw, band)
+    say("model.predict_proba alone (batch 1, 64), as served and with BLAS limited to one thread")
+    limits["model"] = micro.batches(checkpoint.predict_proba, filtered, (1, 64), opts.micro_seconds)
+    limits["model"]["version"] = checkpoint.version
+    limits["model_blas_1"] = micro.batches(micro.blas_limited(checkpoint.predict_proba), filtered, (64,),
+                                           opts.micro_seconds)
+    say("profiling the filter's and the classifier's process() on a batch of 64 (no Kafka)")
+    profile = _profiles(settings, models_dir, data, band)
+    return {"codec": codec, "limits": limits, "profile": profile, "model_version": checkpoint.version}
+
+
+def _profiles(settings: Settings, models_dir: str, data: Any, band: Any) -> dict[str, str]:
+    from ..model import ModelStore
+    from ..services.classifier import ClassifierProcessor, ModelServer
+    from ..services.filter import FilterProcessor
+    from ..streaming.codec import Recording, now_us
+    from ..streaming.loop import InputRecord, Output
+
+    raw = []
+    for i in range(64):
+        rec = Recording(data.record_ids[i], data.samples[i], settings.sampling_rate_hz, data.labels[i], 0, now_us())
+        raw.append(InputRecord(rec.record_id.encode(), rec.encode(), "raw", 0, i, 0))
+    filt = FilterProcessor(band, settings.samples_per_record)
+    filtered = [InputRecord(r.key, o.value, "filtered", 0, r.offset, 0)
+                for r, o in zip(raw, filt.process(raw)) if isinstance(o, Output)]
+    classifier = ClassifierProcessor(ModelServer(ModelStore(models_dir), band, settings.samples_per_record, 1e9))
+    return {
+        "FilterProcessor.process, 64 records x 20": micro.profile_text(lambda: filt.process(raw), 20),
+        "ClassifierProcessor.process, 64 records x 3": micro.profile_text(lambda: classifier.process(filtered), 3),
+    }
+
+
+def measure_kafka(settings: Settings, opts: BenchOptions, record_bytes: int, say: Any) -> dict[str, Any]:
+    from ..streaming.topics import ensure_topics
+
+    topic = f"bench-{uuid.uuid4().hex[:8]}-perf"
+    ensure_topics(settings, [topic])
+    try:
+        say(f"Kafka ProducerPerformance: {opts.perf_records} records of {record_bytes} bytes")
+        prod = kafka_perf.producer_limit(settings, topic, opts.perf_records, record_bytes)
+        say(f"  {prod['records_per_s']:.0f} records/s; Kafka ConsumerPerformance")
+        cons = kafka_perf.consumer_limit(settings, topic, opts.perf_records, f"bench-perf-{uuid.uuid4().hex[:8]}")
+        say(f"  {cons['records_per_s']:.0f} records/s")
+    finally:
+        from .pipeline import delete_topics
+
+        delete_topics(settings.replace(topic_raw=topic, topic_filtered=topic, topic_predictions=topic,
+                                       topic_dlq=topic))
+    return {"kafka_producer": prod, "kafka_consumer": cons}
+
+
+def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str, Any]:
+    clock = Clock()
+    say = clock.say
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C, so the child processes and the bench's broker are stopped
+        signal.signal(signal.SIGTERM, _interrupt)
+    settings = settings or Settings.from_env()
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    meta: dict[str, Any] = {
+        "started": started, "quick": opts.quick, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+        "memory_gb": psutil.virtual_memory().total / 2**30, "python": platform.python_version(),
+        "kafka_version": settings.kafka_version, "load_start": list(os.getloadavg()),
+        "samples_per_record": settings.samples_per_record, "partitions": settings.topic_partitions,
+        "batch": f"≤ {settings.batch_max_records} records or {settings.batch_max_wait_ms} ms",
+    }
+    say(f"{meta['cpu_count']} CPUs ({meta['cpu_model']}), load {os.getloadavg()[0]:.2f}; "
+        f"{'quick' if opts.quick else 'full'} run")
+    results: dict[str, Any] = {"meta": meta}
+    work = Path(tempfile.mkdtemp(prefix="ppg-mi-bench-"))
+    with broker_for(settings, say) as (live, broker_label):
+        meta["broker"] = broker_label
+        models_dir = _model_store(live, opts, work, say)
+        fn = measure_functions(live, models_dir, opts, say)
+        results["codec"] = fn["codec"]
+        results["profile"] = fn["profile"]
+        meta["model_version"] = fn["model_version"]
+        meta["record_bytes"] = fn["codec"]["record_bytes"]
+        limits = fn["limits"]
+        limits.update(measure_kafka(live, opts, fn["codec"]["record_bytes"], say))
+        results["limits"] = limits
+        pipeline: dict[str, Any] = {}
+        results["pipeline"] = pipeline
+        n = opts.pipeline_records
+        logs = work / "logs"
+        say(f"end to end, one classifier: {n} records as fast as possible")
+        pipeline["one_classifier"] = run_pipeline(live, models_dir, logs, records=n, classifiers=1, seed=101,
+                                                  progress=say, label="one classifier")
+        say(f"  {pipeline['one_classifier']['records_per_s']:.1f} records/s sustained")
+        say(f"end to end, two classifiers: {n} records as fast as possible")
+        pipeline["two_classifiers"] = run_pipeline(live, models_dir, logs, records=n, classifiers=2, seed=102,
+                                                   progress=say, label="two classifiers")
+        say(f"  {pipeline['two_classifiers']['records_per_s']:.1f} records/s sustained")
+        half = pipeline["one_classifier"]["records_per_s"] / 2
+        lat_n = max(50, int(half * opts.latency_seconds))
+        say(f"latency at half load: {lat_n} records at {half:.1f}/s")
+        pipeline["latency"] = run_pipeline(live, models_dir, logs, records=lat_n, classifiers=1, rate=half,
+                                           seed=103, progress=say, label="half load")
+        say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline["latency"]["latency_s"]))
+        say(f"end to end, one classifier with OPENBLAS_NUM_THREADS=1 (the proposed fix): {n} records")
+        pipeline["one_classifier_blas_1"] = run_pipeline(
+            live, models_dir, logs, records=n, classifiers=1, seed=104, extra_env={"OPENBLAS_NUM_THREADS": "1"},
+            progress=say, label="one classifier, BLAS 1 thread")
+        say(f"  {pipeline['one_classifier_blas_1']['records_per_s']:.1f} records/s sustained")
+    meta["load_end"] = list(os.getloadavg())
+    meta["duration_s"] = time.monotonic() - clock.t0
+    meta["load_note"] = (
+        f"The machine has {meta['cpu_count']} CPUs shared by everything running on it; a 1-minute load "
+        f"average above the CPU count (start {meta['load_start'][0]:.2f}, end {meta['load_end'][0]:.2f}) "
+        "means other work competed with the benchmark and the absolute figures are low. The ratios "
+        "compare figures taken in the same run under the same load.")
+    from .findings import fixes_and_notes
+
+    results["fixes"], results["notes"] = fixes_and_notes(results)
+    finish(results)
+    write_reports(results, opts.out_json, opts.out_md)
+    say(f"wrote {opts.out_json} and {opts.out_md} in {meta['duration_s']:.0f} s")
+    return results

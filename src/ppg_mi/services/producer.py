@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -61,7 +62,7 @@ def interval_s(settings: Settings, realtime: bool) -> float:
 
 
 def produce(settings: Settings, dataset: Dataset, shard: str, realtime: bool = False,
-            progress: bool | None = None) -> ProduceSummary:
+            progress: bool | None = None, heartbeat: Callable[[], None] = lambda: None) -> ProduceSummary:
     """Send ``dataset``'s shard to ``topic_raw``; returns once every message is acknowledged."""
     index, count = parse_shard(shard)
     part = dataset.shard(index, count)
@@ -96,6 +97,7 @@ def produce(settings: Settings, dataset: Dataset, shard: str, realtime: bool = F
     for i in range(total):
         if stop["now"]:
             break
+        heartbeat()
         if pause:
             delay = next_send - time.monotonic()
             if delay > 0:
@@ -128,7 +130,7 @@ def produce(settings: Settings, dataset: Dataset, shard: str, realtime: bool = F
 def run(settings: Settings, dataset: Dataset, shard: str, realtime: bool = False) -> int:
     with service(settings, ROLE) as health:
         health.add_check("broker", broker_check(settings))
-        summary = produce(settings, dataset, shard, realtime)
+        summary = produce(settings, dataset, shard, realtime, heartbeat=health.beat)
         log.info("summary", extra={"shard": summary.shard, "total": summary.total,
                                    "delivered": summary.delivered, "failed": summary.failed,
                                    "seconds": round(summary.seconds, 2)})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ..config import Settings
@@ -15,8 +14,9 @@ def common_config(settings: Settings) -> dict[str, Any]:
         "client.id": f"ppg-mi-{settings.instance_id}",
         # reconnect quickly after a broker restart instead of backing off for a second
         "reconnect.backoff.max.ms": 2000,
-        # librdkafka's own log lines go through Python logging, so they are structured too
-        "logger": logging.getLogger("librdkafka"),
+        # No `logger` here: forwarding librdkafka's logs into Python logging crashed consumers
+        # with SIGSEGV on a fresh broker (seen in the chart's local run; cf.
+        # confluentinc/confluent-kafka-python#874). Its few lines stay on stderr in its own format.
     }
     if settings.kafka_security_protocol.startswith("SASL"):
         cfg.update(
@@ -60,6 +60,8 @@ def transactional_producer_config(settings: Settings, role: str) -> dict[str, An
         # librdkafka requires a record's delivery timeout to fit inside the transaction's
         "message.timeout.ms": min(settings.producer_delivery_timeout_ms, settings.transaction_timeout_ms),
         "linger.ms": 5,
+        # one batch's outputs at most are in flight; the cap only bounds a pathological batch
+        "queue.buffering.max.kbytes": 32768,
     }
 
 
@@ -73,7 +75,11 @@ def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
+        # Bounded memory under a backlog: librdkafka prefetches until either cap is reached
+        # (the kbytes cap covers the whole consumer queue, overshot by at most one fetch),
+        # so a slow stage grows lag on the broker, not memory in the process.
         "queued.max.messages.kbytes": settings.queued_max_kbytes,
+        "queued.min.messages": max(settings.batch_max_records * 4, 1000),
         "fetch.max.bytes": max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
         "max.partition.fetch.bytes": settings.max_message_bytes + 4096,
         "session.timeout.ms": 10000,

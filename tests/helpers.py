@@ -131,3 +131,125 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+# --- fault tests (#4): producing test input, pacing it, a broker of one's own -----------------
+def synthetic_raw(n: int, prefix: str, samples: int = 2000, seed: int = 3) -> list[tuple[bytes, bytes]]:
+    """``n`` valid raw recordings as (key, value) pairs, keyed by record id ``<prefix>-<i>``."""
+    from ppg_mi.data import SyntheticConfig, generate
+    from ppg_mi.streaming.codec import Recording, now_us
+
+    data = generate(SyntheticConfig(records=n, samples=samples, seed=seed, id_prefix=prefix))
+    return [(rid.encode(), Recording(rid, data.samples[i], 125.0, data.labels[i], 0, now_us()).encode())
+            for i, rid in enumerate(data.record_ids)]
+
+
+def produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes]], topic: str | None = None,
+                headers: list | None = None) -> None:
+    """Send (key, value) pairs to ``topic`` (default ``topic_raw``) with the idempotent producer; wait for acks."""
+    from confluent_kafka import Producer
+
+    from ppg_mi.streaming.clients import idempotent_producer_config
+
+    producer = Producer(idempotent_producer_config(settings))
+    failed: list[str] = []
+    for key, value in records:
+        producer.produce(topic or settings.topic_raw, key=key, value=value, headers=headers,
+                         on_delivery=lambda err, _m: failed.append(str(err)) if err else None)
+        producer.poll(0)
+    assert producer.flush(120) == 0 and not failed, f"undelivered test records: {failed[:3]}"
+
+
+class PacedProducer:
+    """Sends (key, value) pairs to ``topic_raw`` at ``rate`` per second from a background thread.
+
+    The pacing only spreads the input over time so that faults land mid-stream; nothing
+    is asserted about time.  ``stop()`` ends the stream early (``keys`` holds what was
+    sent); ``join()`` waits until every sent record is acknowledged.
+    """
+
+    def __init__(self, settings: Settings, records, rate: float) -> None:  # noqa: ANN001 - iterable of pairs
+        import threading
+
+        from confluent_kafka import Producer
+
+        from ppg_mi.streaming.clients import idempotent_producer_config
+
+        self.keys: list[str] = []
+        self.failed: list[str] = []
+        self._records = records
+        self._interval = 1.0 / rate
+        self._topic = settings.topic_raw
+        self._stop = threading.Event()
+        self._producer = Producer(idempotent_producer_config(settings))
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def sent(self) -> int:
+        return len(self.keys)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        next_send = time.monotonic()
+        for key, value in self._records:
+            if self._stop.is_set():
+                break
+            delay = next_send - time.monotonic()
+            if delay > 0:
+                self._producer.poll(delay)
+            next_send += self._interval
+            while True:
+                try:
+                    self._producer.produce(self._topic, key=key, value=value, on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+            self.keys.append(key.decode())
+        self._producer.flush(180)
+
+    def _delivered(self, err: object, _msg: object) -> None:
+        if err is not None:
+            self.failed.append(str(err))
+
+    def join(self, timeout: float = 200.0) -> list[str]:
+        """Wait for the end of the stream; return the keys sent."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "paced producer did not finish"
+        assert not self.failed, f"undelivered records: {self.failed[:3]}"
+        return list(self.keys)
+
+
+def endless_raw(prefix: str, samples: int = 2000, distinct: int = 50):  # noqa: ANN201 - iterator of pairs
+    """Valid raw recordings with ids ``<prefix>-0``, ``<prefix>-1``... for as long as asked
+    (the signals repeat every ``distinct`` records; the ids never do)."""
+    import itertools
+
+    from ppg_mi.streaming.codec import decode_recording
+
+    base = [decode_recording(v) for _, v in synthetic_raw(distinct, prefix, samples=samples)]
+    for i in itertools.count():
+        rec = base[i % distinct]
+        rec.record_id = f"{prefix}-{i}"
+        yield rec.record_id.encode(), rec.encode()
+
+
+def own_broker(tmp_path: Path, heap: str = "320m"):  # noqa: ANN201 - LocalBroker
+    """A second real broker on a free port whose state lives in ``tmp_path`` (stop()/start() keep it)."""
+    from ppg_mi.local.kafka import LocalBroker
+
+    settings = Settings.from_env({}, kafka_local_heap=heap, kafka_local_port=free_port())
+    broker = LocalBroker(settings, tmp_path / "own-broker", "127.0.0.1", settings.kafka_local_port)
+    broker.start()
+    return broker
+
+
+def keys_of(settings: Settings, topic: str, expected: int, timeout: float = 90.0) -> list[str]:
+    """Keys of ``topic`` read_committed, once at least ``expected`` are there (and the topic is quiet)."""
+    return [r.key for r in read_topic(settings, topic, expected, timeout=timeout)]

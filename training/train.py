@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from ppg_mi.data import Dataset
 from ppg_mi.model import ModelStore, build_estimator, save_checkpoint
+from ppg_mi.model.estimators import describe_estimator
 from ppg_mi.model.checkpoint import fingerprint, make_card
 from ppg_mi.model.metrics import POSITIVE, classification_metrics
 from ppg_mi.signal import BandPass, preprocess_batch, validate_samples
@@ -57,8 +58,9 @@ def fit_and_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: n
     proba = np.asarray(estimator.predict_proba(x_test[:, np.newaxis, :]))
     classes = [str(c) for c in estimator.classes_]
     pred = np.array(classes, dtype=object)[proba.argmax(axis=1)]
-    metrics = classification_metrics(y_test, pred, proba[:, classes.index(POSITIVE)])
-    metrics["fit_seconds"] = round(fit_s, 3)
+    metrics: dict[str, Any] = classification_metrics(y_test, pred, proba[:, classes.index(POSITIVE)])
+    # timings vary run to run: kept apart from the metrics so that equal data + seed give an equal card
+    metrics["timing"] = {"fit_seconds": round(fit_s, 3)}
     return estimator, metrics
 
 
@@ -88,20 +90,25 @@ def train(dataset: Dataset, band: BandPass, cfg: TrainConfig, models_dir: str | 
     )
     log.info("fitting", extra={"kind": cfg.kind, "train": len(y_train), "test": len(y_test)})
     estimator, held_out = fit_and_score(cfg.kind, x_train, y_train, x_test, y_test, cfg.seed, cfg.n_jobs)
+    timing = {"held_out_fit_seconds": held_out.pop("timing")["fit_seconds"]}
     metrics: dict[str, Any] = {"held_out": held_out, "refused_recordings": refused}
     if cfg.folds >= 2:
         log.info("cross-validating", extra={"folds": cfg.folds})
+        started = time.perf_counter()
         metrics["cross_validation"] = cross_validate(cfg.kind, x, y, cfg.folds, cfg.seed, cfg.n_jobs)
+        timing["cross_validation_seconds"] = round(time.perf_counter() - started, 3)
     card = make_card(
         kind=cfg.kind,
-        params={k: _plain(v) for k, v in estimator.get_params(deep=False).items()},
+        params=describe_estimator(estimator),
         classes=["Normal", "MI"],
         band=band,
         samples_per_record=int(x.shape[1]),
         data_fingerprint=fingerprint(dataset.samples, dataset.labels),
         metrics=metrics,
         seed=cfg.seed,
-        extra={"training_data": {"source": dataset.source, "n": len(dataset), "test_size": cfg.test_size}},
+        extra={"training_data": {"source": dataset.source, "n": len(dataset), "n_used": int(len(y)),
+                                 "test_size": cfg.test_size, "folds": cfg.folds},
+               "timing": timing},
     )
     store = ModelStore(models_dir)
     path = save_checkpoint(estimator, card, store.root / card["version"])
@@ -109,8 +116,3 @@ def train(dataset: Dataset, band: BandPass, cfg: TrainConfig, models_dir: str | 
         store.set_current(card["version"])
     return path, card
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)

@@ -127,7 +127,7 @@ def test_every_dashboard_and_alert_expression_returns_data(
     try:
         wait_for(prometheus.ready, 60, what="prometheus ready")
         for s in services:
-            s.wait_ready()
+            s.wait_ready(timeout=240)  # a fresh broker's transaction coordinator can take minutes to load
         start = time.time()
         # one undecodable record: the DLQ panels and alert need a dead letter to show
         raw = Producer(idempotent_producer_config(settings))
@@ -145,8 +145,13 @@ def test_every_dashboard_and_alert_expression_returns_data(
         wait_for(lambda: prometheus.instant(f"sum(ppg_mi_predictions_total) >= {RECORDS}"), 30,
                  what="prometheus saw every prediction")
         # the idle lag settles: 0 on the raw topic, 1 per partition (the commit marker) on the filtered one
-        wait_for(lambda: prometheus.instant(
-            f'sum by (stage) ({dashboards.LAG}) == {settings.topic_partitions}'), 30, what="idle marker lag")
+        expected_idle = {"filter": 0.0, "classifier": float(settings.topic_partitions)}
+
+        def idle_lag() -> bool:
+            rows = prometheus.instant(f"sum by (stage) ({dashboards.LAG})")
+            return {r["metric"]["stage"]: float(r["value"][1]) for r in rows} == expected_idle
+
+        wait_for(idle_lag, 60, what=f"idle lag per stage {expected_idle}")
         for s in services:
             assert s.get("/healthz")[0] == 200 and s.get("/readyz")[0] == 200
         end = time.time()
@@ -176,6 +181,10 @@ def test_every_dashboard_and_alert_expression_returns_data(
 
         exporter_only = [t.expr for _, p, t in dashboards.expressions() if p.exporter_only]
         print("not evaluated here (Strimzi kafka-exporter only):\n  " + "\n  ".join(exporter_only))
+    except AssertionError as exc:
+        logs = "\n".join(f"--- {s.name} (last lines) ---\n{s.log()[-2500:]}"
+                          for s in [*services, *([producer] if producer else [])])
+        raise AssertionError(f"{exc}\n{logs}") from None
     finally:
         for s in [*services, *([producer] if producer else [])]:
             if s.proc.poll() is None:

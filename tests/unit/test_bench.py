@@ -136,3 +136,20 @@ def test_parse_kafka_tool_output() -> None:
         parse_producer_output("nothing useful")
     with pytest.raises(ValueError):
         parse_consumer_output("nothing useful")
+
+
+def test_findings_take_before_and_after_from_the_run() -> None:
+    from ppg_mi.bench.findings import fixes_and_notes
+
+    results = _results()
+    results["limits"]["model_blas_1"] = {"batches": {"64": {"records_per_s": 190.0, "records_per_cpu_s": 200.0}}}
+    results["pipeline"]["one_classifier_blas_1"] = {"records_per_s": 180.0, "classifier_records_per_cpu_s": 175.0}
+    results["pipeline"]["latency_wait_50"] = {"latency_s": {"p50": 0.2, "p99": 0.5}}
+    results["validation_fix"] = {"validate_before_us": 60.0, "validate_after_us": 5.0,
+                                 "filter_process_before_us": 180.0, "filter_process_after_us": 130.0}
+    fixes, notes = fixes_and_notes(finish(results))
+    figures = {(f["title"].split()[0], row["what"]): (row["before"], row["after"]) for f in fixes for row in f["figures"]}
+    assert figures[("The", "classifier in the pipeline, records per CPU-second")] == (150.0, 175.0)
+    assert figures[("Every", "p99 latency at half load")] == (1.2, 0.5)
+    assert figures[("Validation", "`validate_samples`, one recording")] == (60.0, 5.0)
+    assert any("`model` at 200 records/s" in n for n in notes)

@@ -29,16 +29,18 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
                  _get(pipeline, "one_classifier_blas_1", "records_per_s"))
     if None not in blas_alone:
         fixes.append({
-            "title": "The classifier's BLAS thread pool spins on tiny matrix products",
+            "title": "The classifier's BLAS thread pool spins on tiny matrix products (proposed)",
             "finding": (
-                "The profile of `ClassifierProcessor.process` puts nearly all time in MiniRocket's "
-                "transform (numba, one thread as configured), yet the process burns more CPU than wall "
-                "time: the ridge classifier's product of the 64 × ~10 000 feature matrix with its "
-                "coefficients runs on OpenBLAS's thread pool (as many threads as CPUs), whose workers "
-                "busy-wait after every tiny call and take CPU from the other stages on the same cores. "
-                "Limiting BLAS to one thread in the classifier process (`threadpoolctl.threadpool_limits(1, "
-                "'blas')` once at start-up in `services/classifier.py`, or `OPENBLAS_NUM_THREADS=1` in the "
-                "image's environment) removes the waste without slowing the prediction."),
+                "The profile of `ClassifierProcessor.process` puts ~95 % of the time in MiniRocket's "
+                "transform (numba, one thread as configured), yet alone on an idle core the model burns more "
+                "CPU seconds than wall seconds: the ridge classifier's product of the batch's ~10 000 "
+                "features with its coefficients runs on OpenBLAS's pool (one thread per CPU), whose workers "
+                "spin after every tiny call. On an idle machine that burns an otherwise idle core; in a pod "
+                "with a CPU limit it is throttled quota; on a busy machine the spinning threads yield, so the "
+                "effect shrinks, which is why the figures below move with the load of the run. Limiting BLAS "
+                "to one thread in the classifier process (`threadpoolctl.threadpool_limits(1, 'blas')` once "
+                "at start-up in `services/classifier.py`, or `OPENBLAS_NUM_THREADS=1` in the chart's "
+                "classifier environment) removes the spinning; the prediction itself is single-threaded work."),
             "figures": [
                 {"what": "`predict_proba` alone, batch 64, records per CPU-second", "before": blas_alone[0],
                  "after": blas_alone[1], "unit": "records/CPU-s"},
@@ -51,7 +53,57 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
                        "one-line change belongs to `services/classifier.py` (owned by another change) and is "
                        "proposed, not applied, by this benchmark's change."),
         })
-    fixes.extend(results.get("applied_fixes", []))
+    lat = (_get(pipeline, "latency", "latency_s", "p99"), _get(pipeline, "latency_blas_1", "latency_s", "p99"))
+    if fixes and None not in lat:
+        fixes[-1]["figures"].append({"what": "p99 latency at half load", "before": lat[0], "after": lat[1],
+                                     "unit": "s", "digits": 3})
+    wait = (_get(pipeline, "latency", "latency_s"), _get(pipeline, "latency_wait_50", "latency_s"))
+    if None not in wait:
+        fixes.append({
+            "title": "Every stage waits out the whole batch window, even with records ready (proposed)",
+            "finding": (
+                "`StageLoop.run` calls `consumer.consume(num_messages=batch_max_records, "
+                "timeout=batch_max_wait_ms)`, and librdkafka returns from that call only when the batch is "
+                "full or the timeout has passed: with a record already waiting, `consume(256, 2.0)` still "
+                "blocks 2.0 s (checked against the broker). Below saturation no batch fills, so the filter "
+                "and the classifier each add up to `PPG_MI_BATCH_MAX_WAIT_MS` (200 ms) to every record's "
+                "latency, on top of their transaction commits. The configuration-only mitigation is a shorter "
+                "window (measured below with 50 ms); the fix in `streaming/loop.py` is to block only for the "
+                "first record and then take what is already fetched: `first = consumer.poll(wait)`; if it is a "
+                "record, `rest = consumer.consume(batch_max_records - 1, timeout=0)` (optionally a few ms more "
+                "to fill). Under backlog the prefetch queue still yields full batches, so throughput keeps its "
+                "batching, and at low load a record no longer waits for company."),
+            "figures": [
+                {"what": "p50 latency at half load", "before": wait[0].get("p50"), "after": wait[1].get("p50"),
+                 "unit": "s", "digits": 3},
+                {"what": "p99 latency at half load", "before": wait[0].get("p99"), "after": wait[1].get("p99"),
+                 "unit": "s", "digits": 3},
+            ],
+            "status": ("after = the same half-load run with `PPG_MI_BATCH_MAX_WAIT_MS=50` in both stages; the "
+                       "loop change belongs to `streaming/loop.py` (owned by another change) and is proposed here."),
+        })
+    v = results.get("validation_fix")
+    if v:
+        fixes.append({
+            "title": "Validation cost a third of the filter stage (applied)",
+            "finding": (
+                "The profile of `FilterProcessor.process` showed `validate_samples` at about a third of the "
+                "stage's time, more than the decode and encode together: `np.isfinite(x).all()` and "
+                "`np.std(x)` made four passes and two temporary arrays per recording. It now takes the "
+                "minimum and maximum (NaN and infinities show in them) and computes the standard deviation "
+                "only when the range is so small that the recording could be flat (any n values spanning r "
+                "have a standard deviation of at least r/√(2n)), so the verdicts are unchanged. The "
+                "classifier, which validates its input too, gains the same per record."),
+            "figures": [
+                {"what": "`validate_samples`, one recording", "before": v["validate_before_us"],
+                 "after": v["validate_after_us"], "unit": "µs", "digits": 1},
+                {"what": "`FilterProcessor.process` (decode, validate, filter, encode), per recording in a "
+                         "batch of 64", "before": v["filter_process_before_us"],
+                 "after": v["filter_process_after_us"], "unit": "µs", "digits": 1},
+            ],
+            "status": "applied in `src/ppg_mi/signal/filters.py` (public function and verdicts unchanged); "
+                      "before is the replaced code (`ppg_mi.bench.baselines`) measured in the same run.",
+        })
 
     slow = slowest_stage(limits)
     ratios = results.get("ratios") or compute_ratios(results)
@@ -59,16 +111,22 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
         notes.append(
             f"The slowest part alone is `{slow[0]}` at {slow[1]:,.0f} records/s; every other part is at least "
             f"{_headroom(limits, slow):.0f}× faster, so the pipeline's throughput is the classifier's: "
-            "MiniRocket's 10 000-kernel transform of 2000 samples is ~95 % of its time (profile above). "
+            "MiniRocket's 10 000-kernel transform of 2000 samples takes nearly all of it (profile above). "
             "More throughput needs more classifier replicas (one per core; KEDA scales them on lag up to the "
             "partition count) or a cheaper model (fewer kernels), a model decision traded against accuracy.")
     two = ratios.get("two_over_one_classifier")
     cpus = results.get("meta", {}).get("cpu_count")
     if two is not None:
         notes.append(
-            f"Two classifiers reach {two:.2f}× one classifier's rate. On {cpus} CPUs that also run the broker, "
-            "the filter, the producer and this benchmark's reader, a second replica can only use what is left "
-            "of the second core; on a machine with a core per replica the gain is close to 2×.")
+            f"Two classifiers reach {two:.2f}× one classifier's rate on {cpus} CPUs that also run the broker, "
+            "the filter, the producer, this benchmark's reader and whatever else the machine runs: a second "
+            "replica gains only the CPU left over; with a free core per replica the gain approaches 2×.")
+    e2e = ratios.get("e2e_over_slowest_one_classifier")
+    if e2e is not None and e2e > 1.0:
+        notes.append(
+            f"End to end above the slowest stage's limit ({e2e:.0%}) means the machine's load changed between "
+            "the two measurements (see the load averages and the CPU share column): the limit was taken while "
+            "other work held the CPUs. The ratio is only as steady as the machine.")
     return fixes, notes
 
 

@@ -211,11 +211,13 @@ def _stop(children: list[Child]) -> None:
 
 def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int, classifiers: int,
                  rate: float = 0.0, seed: int = 0, extra_env: dict[str, str] | None = None,
+                 stage_env: dict[str, str] | None = None,
                  timeout: float = 900, stall_s: float = 120, progress: Progress = print, label: str = "") -> dict[str, Any]:
     """Stream ``records`` synthetic recordings through filter and ``classifiers`` classifiers.
 
     ``rate`` 0 sends as fast as possible (a backlog: the sustained rate); a positive rate
-    paces the producer (the latency run).  ``extra_env`` goes to the classifiers only.
+    paces the producer (the latency run).  ``extra_env`` goes to the classifiers only,
+    ``stage_env`` to the filter and the classifiers.
     """
     tag = uuid.uuid4().hex[:8]
     settings = run_settings(base, tag, models_dir)
@@ -229,11 +231,11 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         reader.start()
         if not reader.assigned.wait(60):
             raise RuntimeError(f"the prediction reader could not assign {settings.topic_predictions}")
-        filt = spawn(settings, f"filter-{tag}", ["filter"], log_dir)
+        filt = spawn(settings, f"filter-{tag}", ["filter"], log_dir, stage_env)
         children.append(filt)
         classifier_children = []
         for i in range(classifiers):
-            c = spawn(settings, f"classifier-{i + 1}-{tag}", ["classify"], log_dir, extra_env)
+            c = spawn(settings, f"classifier-{i + 1}-{tag}", ["classify"], log_dir, {**(stage_env or {}), **(extra_env or {})})
             children.append(c)
             classifier_children.append(c)
         for c in children:
@@ -302,5 +304,5 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         "dead_letters": dead,
         "latency_s": lat,
         "peak_rss_mb": {c.name.rsplit("-", 1)[0]: c.peak_rss / 2**20 for c in children},
-        "extra_env": extra_env or {},
+        "extra_env": {**(stage_env or {}), **(extra_env or {})},
     }

@@ -205,21 +205,25 @@ def render_markdown(results: dict[str, Any]) -> str:
 
     add("## Limits of the parts, alone")
     add("")
-    add("| part | records/s | records per CPU-second | notes |")
-    add("| --- | ---: | ---: | --- |")
+    add("| part | records/s | records per CPU-second | CPU share | notes |")
+    add("| --- | ---: | ---: | ---: | --- |")
     for key, label in (("kafka_producer", "Kafka ProducerPerformance"),
                        ("kafka_consumer", "Kafka ConsumerPerformance")):
         e = limits.get(key)
         if e:
-            add(f"| {label} | {_num(e.get('records_per_s'))} | — | {e.get('note', '')} |")
+            add(f"| {label} | {_num(e.get('records_per_s'))} | — | — | {e.get('note', '')} |")
     for key, label in (("filter", "filter: `preprocess_batch`"), ("model", "model: `predict_proba`"),
                        ("model_blas_1", "model, BLAS limited to 1 thread")):
         e = limits.get(key)
         if not e:
             continue
         for batch, b in e.get("batches", {}).items():
+            share = ratio(b["records_per_s"], b["records_per_cpu_s"])
             add(f"| {label}, batch {batch} | {_num(b['records_per_s'])} | {_num(b['records_per_cpu_s'])} | "
-                f"{b.get('records')} records in {_num(b.get('seconds'), 1)} s |")
+                f"{_num(share, 2)} | {b.get('records')} records in {_num(b.get('seconds'), 1)} s |")
+    add("")
+    add("CPU share = CPU seconds per wall second of the measuring process: below 1 for single-threaded work "
+        "means other processes on the machine took the rest of the core; above 1, threads ran in parallel.")
     add("")
 
     add("## End to end: producer → filter → classifier → predictions (real processes)")
@@ -228,21 +232,31 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("| --- | ---: | ---: | ---: | ---: | --- |")
     for key, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers"),
                        ("one_classifier_blas_1", "one classifier, OPENBLAS_NUM_THREADS=1"),
-                       ("latency", "half load (latency)")):
+                       ("latency", "half load (latency)"),
+                       ("latency_blas_1", "half load, OPENBLAS_NUM_THREADS=1"),
+                       ("latency_wait_50", "half load, PPG_MI_BATCH_MAX_WAIT_MS=50")):
         run = pipeline.get(key)
         if not run:
             continue
         rss = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(run.get("peak_rss_mb", {}).items()))
         add(f"| {label} | {run.get('records')} | {_num(run.get('records_per_s'))} | "
             f"{_num(run.get('classifier_records_per_cpu_s'))} | {_num(run.get('classifier_mean_batch'), 0)} | {rss} |")
-    lat = pipeline.get("latency")
-    if lat:
-        ls = lat.get("latency_s", {})
+    latency_runs = [(k, label) for k, label in (
+        ("latency", "as configured"), ("latency_blas_1", "OPENBLAS_NUM_THREADS=1 in the classifier"),
+        ("latency_wait_50", "PPG_MI_BATCH_MAX_WAIT_MS=50 in both stages")) if pipeline.get(k)]
+    if latency_runs:
+        first = pipeline[latency_runs[0][0]]
         add("")
-        add(f"Latency (produced → predicted) at {_num(lat.get('rate'), 1)} records/s offered "
-            f"(half of the one-classifier sustained rate), {lat.get('records')} records: "
-            f"p50 **{_num(ls.get('p50'), 3)} s**, p95 **{_num(ls.get('p95'), 3)} s**, "
-            f"p99 **{_num(ls.get('p99'), 3)} s**, max {_num(ls.get('max'), 3)} s.")
+        add(f"Latency, produced → predicted, at {_num(first.get('rate'), 1)} records/s offered (half of the "
+            "one-classifier sustained rate):")
+        add("")
+        add("| half-load run | records | p50 (s) | p95 (s) | p99 (s) | max (s) |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for key, label in latency_runs:
+            run = pipeline[key]
+            ls = run.get("latency_s", {})
+            add(f"| {label} | {run.get('records')} | {_num(ls.get('p50'), 3)} | {_num(ls.get('p95'), 3)} | "
+                f"**{_num(ls.get('p99'), 3)}** | {_num(ls.get('max'), 3)} |")
     add("")
     add("Sustained records/s are taken between the 10th and 90th percentile of the prediction times "
         "(start-up and the tail excluded); CPU seconds are read from `/proc` (psutil) at the same moments.")

@@ -34,7 +34,7 @@ class BenchOptions:
 
     @property
     def pipeline_records(self) -> int:
-        return self.records or (600 if self.quick else 3000)
+        return self.records or (600 if self.quick else 2400)
 
     @property
     def perf_records(self) -> int:
@@ -42,11 +42,11 @@ class BenchOptions:
 
     @property
     def micro_seconds(self) -> float:
-        return 0.5 if self.quick else 2.0
+        return 0.5 if self.quick else 4.0
 
     @property
     def latency_seconds(self) -> float:
-        return 8.0 if self.quick else 25.0
+        return 8.0 if self.quick else 20.0
 
     @property
     def train_records(self) -> int:
@@ -144,20 +144,62 @@ def measure_functions(settings: Settings, models_dir: str, opts: BenchOptions, s
                                            opts.micro_seconds)
     say("profiling the filter's and the classifier's process() on a batch of 64 (no Kafka)")
     profile = _profiles(settings, models_dir, data, band)
-    return {"codec": codec, "limits": limits, "profile": profile, "model_version": checkpoint.version}
+    say("validate_samples and FilterProcessor.process before and after the validation fix")
+    validation = _validation_fix(settings, data, band, 200 if opts.quick else 2000)
+    return {"codec": codec, "limits": limits, "profile": profile, "model_version": checkpoint.version,
+            "validation_fix": validation}
+
+
+def _raw_records(settings: Settings, data: Any, n: int) -> list[Any]:
+    from ..streaming.codec import Recording, now_us
+    from ..streaming.loop import InputRecord
+
+    out = []
+    for i in range(n):
+        rec = Recording(data.record_ids[i], data.samples[i], settings.sampling_rate_hz, data.labels[i], 0, now_us())
+        out.append(InputRecord(rec.record_id.encode(), rec.encode(), "raw", 0, i, 0))
+    return out
+
+
+def _validation_fix(settings: Settings, data: Any, band: Any, iterations: int) -> dict[str, float]:
+    """Same-run before/after of the validation fix: the old function swapped in, then the current one."""
+    from ..services import filter as filter_service
+    from ..signal import validate_samples
+    from .baselines import validate_samples_before
+
+    row = np.asarray(data.samples[0], dtype=np.float32)
+    records = _raw_records(settings, data, 64)
+    processor = filter_service.FilterProcessor(band, settings.samples_per_record)
+
+    def per_call_us(fn: Any, n: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                fn()
+            best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        return best
+
+    out = {"validate_after_us": per_call_us(lambda: validate_samples(row), iterations),
+           "validate_before_us": per_call_us(lambda: validate_samples_before(row), iterations)}
+    rounds = max(3, iterations // 100)
+    out["filter_process_after_us"] = per_call_us(lambda: processor.process(records), rounds) / len(records)
+    current = filter_service.validate_samples
+    filter_service.validate_samples = validate_samples_before
+    try:
+        out["filter_process_before_us"] = per_call_us(lambda: processor.process(records), rounds) / len(records)
+    finally:
+        filter_service.validate_samples = current
+    return out
 
 
 def _profiles(settings: Settings, models_dir: str, data: Any, band: Any) -> dict[str, str]:
     from ..model import ModelStore
     from ..services.classifier import ClassifierProcessor, ModelServer
     from ..services.filter import FilterProcessor
-    from ..streaming.codec import Recording, now_us
     from ..streaming.loop import InputRecord, Output
 
-    raw = []
-    for i in range(64):
-        rec = Recording(data.record_ids[i], data.samples[i], settings.sampling_rate_hz, data.labels[i], 0, now_us())
-        raw.append(InputRecord(rec.record_id.encode(), rec.encode(), "raw", 0, i, 0))
+    raw = _raw_records(settings, data, 64)
     filt = FilterProcessor(band, settings.samples_per_record)
     filtered = [InputRecord(r.key, o.value, "filtered", 0, r.offset, 0)
                 for r, o in zip(raw, filt.process(raw)) if isinstance(o, Output)]
@@ -212,6 +254,7 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
         fn = measure_functions(live, models_dir, opts, say)
         results["codec"] = fn["codec"]
         results["profile"] = fn["profile"]
+        results["validation_fix"] = fn["validation_fix"]
         meta["model_version"] = fn["model_version"]
         meta["record_bytes"] = fn["codec"]["record_bytes"]
         limits = fn["limits"]
@@ -240,13 +283,24 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
             live, models_dir, logs, records=n, classifiers=1, seed=104, extra_env={"OPENBLAS_NUM_THREADS": "1"},
             progress=say, label="one classifier, BLAS 1 thread")
         say(f"  {pipeline['one_classifier_blas_1']['records_per_s']:.1f} records/s sustained")
+        say(f"latency at the same half load with OPENBLAS_NUM_THREADS=1: {lat_n} records at {half:.1f}/s")
+        pipeline["latency_blas_1"] = run_pipeline(
+            live, models_dir, logs, records=lat_n, classifiers=1, rate=half, seed=105,
+            extra_env={"OPENBLAS_NUM_THREADS": "1"}, progress=say, label="half load, BLAS 1 thread")
+        say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline["latency_blas_1"]["latency_s"]))
+        say(f"latency at the same half load with PPG_MI_BATCH_MAX_WAIT_MS=50: {lat_n} records at {half:.1f}/s")
+        pipeline["latency_wait_50"] = run_pipeline(
+            live, models_dir, logs, records=lat_n, classifiers=1, rate=half, seed=106,
+            stage_env={"PPG_MI_BATCH_MAX_WAIT_MS": "50"}, progress=say, label="half load, 50 ms batch wait")
+        say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline["latency_wait_50"]["latency_s"]))
     meta["load_end"] = list(os.getloadavg())
     meta["duration_s"] = time.monotonic() - clock.t0
     meta["load_note"] = (
         f"The machine has {meta['cpu_count']} CPUs shared by everything running on it; a 1-minute load "
         f"average above the CPU count (start {meta['load_start'][0]:.2f}, end {meta['load_end'][0]:.2f}) "
         "means other work competed with the benchmark and the absolute figures are low. The ratios "
-        "compare figures taken in the same run under the same load.")
+        "compare figures taken in the same run, minutes apart: when the machine's load changes between "
+        "them, so do the ratios (the CPU share column shows how much of a core each measurement got).")
     from .findings import fixes_and_notes
 
     results["fixes"], results["notes"] = fixes_and_notes(results)

@@ -150,6 +150,7 @@ def check_card(card: dict[str, Any], band: BandPass | None, samples_per_record: 
     if card.get("card_schema") != CARD_SCHEMA:
         problems.append(f"card schema {card.get('card_schema')} (this code reads {CARD_SCHEMA})")
     running = library_versions()
+    # a pickled estimator is only trusted by the minor versions that wrote it
     for lib in ("aeon", "scikit-learn", "numpy"):
         saved = str(card.get("libraries", {}).get(lib, "?"))
         if _minor(saved) != _minor(running[lib]):
@@ -184,6 +185,10 @@ def load_checkpoint(
         estimator = joblib.load(path / ESTIMATOR_FILE)
     except Exception as exc:
         raise ModelError(f"{path / ESTIMATOR_FILE}: cannot load the estimator: {exc}") from exc
+    fitted = sorted(str(c) for c in getattr(estimator, "classes_", []))
+    if fitted != sorted(str(c) for c in card.get("classes", [])):
+        raise ModelCardMismatch(f"{path}: the estimator predicts classes {fitted}, the card names "
+                                f"{card.get('classes')}")
     return Checkpoint(estimator, card, path)
 
 

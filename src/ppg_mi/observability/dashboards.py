@@ -194,9 +194,11 @@ def expressions(include_exporter_only: bool = True) -> Iterator[tuple[DashboardS
 
 def build(spec: DashboardSpec) -> dict:
     """The Grafana dashboard model of ``spec`` (JSON-ready)."""
+    from grafana_foundation_sdk.builders import common as gc
     from grafana_foundation_sdk.builders import dashboard as gd
     from grafana_foundation_sdk.builders import prometheus, stat, timeseries
     from grafana_foundation_sdk.cog.encoder import JSONEncoder
+    from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
     from grafana_foundation_sdk.models.dashboard import DataSourceRef, DashboardCursorSync
 
     datasource = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -212,7 +214,12 @@ def build(spec: DashboardSpec) -> dict:
         .with_variable(gd.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
     )
     for panel in spec.panels:
-        builder = stat.Panel() if panel.kind == "stat" else timeseries.Panel()
+        if panel.kind == "stat":
+            builder = stat.Panel().reduce_options(gc.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        else:
+            builder = timeseries.Panel().legend(
+                gc.VizLegendOptions().show_legend(True).display_mode(LegendDisplayMode.LIST)
+                .placement(LegendPlacement.BOTTOM))
         builder = (builder.title(panel.title).datasource(datasource).unit(panel.unit)
                    .span(panel.width).height(panel.height))
         if panel.description:

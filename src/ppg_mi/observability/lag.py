@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Mapping
+from typing import Callable, Mapping
 
 from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -59,12 +59,15 @@ def partition_lag(end: Mapping[int, int], committed: Mapping[int, int], start: M
 class GroupLagMonitor:
     """Polls one group's committed lag on one topic and exports it as ``ppg_mi_consumer_lag_records``."""
 
-    def __init__(self, settings: Settings, stage: str, group: str, topic: str, interval_s: float = 5.0) -> None:
+    def __init__(self, settings: Settings, stage: str, group: str, topic: str, interval_s: float = 5.0,
+                 wait_for: Callable[[], bool] | None = None) -> None:
         self.stage = stage
         self.group = group
         self.topic = topic
         self.interval_s = interval_s
-        self._admin = AdminClient(common_config(settings))
+        self._wait_for = wait_for
+        # no Python logger: nothing would poll() this client to serve its queued log lines
+        self._admin = AdminClient({k: v for k, v in common_config(settings).items() if k != "logger"})
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lag-{stage}", daemon=True)
         self.last: dict[int, int] = {}
@@ -78,6 +81,9 @@ class GroupLagMonitor:
         self._thread.join(self.interval_s + 5)
 
     def _run(self) -> None:
+        # first query once the stage's own clients are up (``wait_for``), not while they start
+        while self._wait_for is not None and not self._wait_for() and not self._stop.wait(0.2):
+            pass
         while not self._stop.is_set():
             try:
                 self.last = self.poll_once()

@@ -21,8 +21,8 @@ class Health:
 
     Liveness: the main loop turned within ``liveness_timeout_s``.  Before the loop's
     first turn (start-up: model load and warm-up, joining the group) the process counts
-    as live; readiness covers start-up.  A process without a loop (the producer) never
-    beats, so its /healthz only says that the process and its HTTP server respond.
+    as live; readiness covers start-up.  A process that never beats (no main loop) is
+    therefore always live: its /healthz only says that the process and its HTTP server respond.
 
     Readiness: every named check passes.  Each evaluation also sets ``ppg_mi_ready`` and
     ``ppg_mi_readiness_check``, so Prometheus sees what /readyz says.
@@ -37,6 +37,11 @@ class Health:
 
     def beat(self) -> None:
         self._last_beat = time.monotonic()
+
+    @property
+    def loop_started(self) -> bool:
+        """True once the main loop has turned (for a stage: transactions initialised, subscribed)."""
+        return self._last_beat is not None
 
     def add_check(self, name: str, check: Check) -> None:
         """Register (or replace) the readiness check ``name``."""

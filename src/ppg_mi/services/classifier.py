@@ -29,42 +29,60 @@ log = logging.getLogger(__name__)
 
 
 class ModelServer:
-    """The served checkpoint, switched to a new ``current`` version only between batches."""
+    """The served checkpoint, switched to a new ``current`` version only between batches.
+
+    ``served`` is the store entry ``current`` named when the checkpoint was loaded; a
+    change of ``current`` is noticed by comparing names, so a checkpoint whose directory
+    is named differently from its card's version is not reloaded again and again.
+    """
 
     def __init__(self, store: ModelStore, band: BandPass, samples_per_record: int, reload_interval_s: float) -> None:
         self.store = store
         self.band = band
         self.samples_per_record = samples_per_record
         self.reload_interval_s = reload_interval_s
-        self._checked_at = 0.0
         self._rejected: str | None = None
-        self.checkpoint: Checkpoint = self._load(store.current_path())
+        path = store.current_path()
+        self.checkpoint: Checkpoint = self._load(path)
+        self.served = path.name
         self._checked_at = time.monotonic()
 
     def _load(self, path) -> Checkpoint:  # noqa: ANN001
         checkpoint = load_checkpoint(path, self.band, self.samples_per_record)
+        # numba compiles on the first call: pay it here, before readiness or the switch
         seconds = checkpoint.warm_up(self.samples_per_record)
         log.info("model loaded", extra={"model_version": checkpoint.version, "warm_up_seconds": round(seconds, 2)})
         m.MODEL_INFO.info({"version": checkpoint.version, "kind": str(checkpoint.card.get("kind", ""))})
         return checkpoint
 
     def maybe_reload(self) -> bool:
-        """Switch to the store's current version if it changed; True when a switch happened."""
+        """Switch to the store's current version if it changed; True when a switch happened.
+
+        Called only between batches (no transaction open), so each batch is predicted by
+        exactly one version.  A version that fails to load or mismatches is rejected once
+        and the served model stays.
+        """
         now = time.monotonic()
         if now - self._checked_at < self.reload_interval_s:
             return False
         self._checked_at = now
-        version = self.store.current_version()
-        if version is None or version == self.checkpoint.version or version == self._rejected:
+        try:
+            name = self.store.current_version()
+        except OSError as exc:
+            log.warning("cannot read the model store's current pointer", extra={"error": str(exc)})
+            return False
+        if name is None or name == self.served or name == self._rejected:
             return False
         try:
-            self.checkpoint = self._load(self.store.root / version)
+            self.checkpoint = self._load(self.store.root / name)
         except ModelError as exc:
-            self._rejected = version
+            self._rejected = name
             m.MODEL_RELOADS.labels("rejected").inc()
             log.error("new model rejected; keeping the current one",
-                      extra={"model_version": version, "error": str(exc)})
+                      extra={"model_version": name, "error": str(exc)})
             return False
+        self.served = name
+        self._rejected = None
         m.MODEL_RELOADS.labels("loaded").inc()
         return True
 

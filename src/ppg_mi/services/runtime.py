@@ -54,9 +54,15 @@ def service(settings: Settings, role: str) -> Iterator[Health]:
         server = MetricsServer(settings.metrics_host, settings.metrics_port, health).start()
         log.info("endpoints ready", extra={"role": role, "port": server.port,
                                            "paths": "/metrics /healthz /readyz"})
-        consumed = consumed_topic(settings, role)
-        if consumed is not None:
-            lag_monitor = GroupLagMonitor(settings, role, *consumed, interval_s=settings.lag_interval_s).start()
+    consumed = consumed_topic(settings, role)
+    if consumed is not None:
+        # a stage is not ready before its loop runs: init_transactions can wait long for the
+        # transaction coordinator of a freshly started broker
+        health.add_check("loop", lambda: (health.loop_started, "running" if health.loop_started
+                                          else "initialising transactions and subscribing"))
+        if server is not None:
+            lag_monitor = GroupLagMonitor(settings, role, *consumed, interval_s=settings.lag_interval_s,
+                                          wait_for=lambda: health.loop_started).start()
     try:
         yield health
     finally:

@@ -1,4 +1,9 @@
-"""Dead-letter headers: which stage refused a record, why, and where it came from."""
+"""Dead-letter headers: which stage refused a record, why, and where it came from.
+
+A dead letter is the refused record itself (same key, same value; an oversized value is
+cut to its first KiB and marked ``ppg-mi.truncated: true``) plus these headers, written
+to ``ppg.dlq`` in the same transaction that commits the input offset.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,9 @@ H_OFFSET = "ppg-mi.original.offset"
 H_TRUNCATED = "ppg-mi.truncated"
 
 
-def dead_letter_headers(stage: str, reason: str, detail: str, record: "InputRecord") -> list[tuple[str, bytes]]:
+def dead_letter_headers(stage: str, reason: str, detail: str, record: "InputRecord",
+                        truncated: bool = False) -> list[tuple[str, bytes]]:
+    """Headers naming the stage, the reason and the record's original topic/partition/offset."""
     headers = [
         (H_STAGE, stage.encode()),
         (H_REASON, reason.encode()),
@@ -25,6 +32,8 @@ def dead_letter_headers(stage: str, reason: str, detail: str, record: "InputReco
         (H_PARTITION, str(record.partition).encode()),
         (H_OFFSET, str(record.offset).encode()),
     ]
+    if truncated:
+        headers.append((H_TRUNCATED, b"true"))
     return headers
 
 

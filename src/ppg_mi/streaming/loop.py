@@ -2,16 +2,23 @@
 
 One transaction per micro-batch::
 
-    consume ≤ batch_max_records (≤ batch_max_wait_ms)
+    consume ≤ batch_max_records (waiting ≤ batch_max_wait_ms)
+    drop records of partitions revoked meanwhile
     begin_transaction
       produce one output or one dead letter per input record
       send_offsets_to_transaction(next offsets, consumer group metadata)
-    commit_transaction            (abort + rewind to the batch start on error)
+    commit_transaction
 
-Input is read ``read_committed``; offsets are committed only inside the transaction, so
-an input record leads to exactly one output or dead letter, across crashes and
-rebalances.  No transaction is open while ``consume()`` runs, so a partition revoked
-by a rebalance never has uncommitted work in flight.
+Errors are handled as librdkafka's transactional API asks: a *retriable* error repeats
+the same call; an *abortable* one (``txn_requires_abort``) aborts the transaction and
+rewinds the consumer to the batch's first offsets, so the batch is done again; a
+*fatal* one (the producer was fenced by a newer process with the same transactional
+id) raises :class:`FencedError` and the process exits non-zero.
+
+Input is read ``read_committed`` and offsets are committed only inside the
+transaction, so an input record leads to exactly one output or dead letter across
+crashes and rebalances.  Rebalance callbacks run only inside ``consume()``, when no
+transaction is open, so a revoked partition never has uncommitted work in flight.
 
 The loop knows nothing of PPG: a :class:`Processor` maps a batch of input records to
 one :class:`Output` or :class:`DeadLetter` each.
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +42,11 @@ from .dlq import dead_letter_headers
 from .exceptions import FencedError
 
 log = logging.getLogger(__name__)
+
+#: timeout of one transactional call while the loop runs normally (it is retried after it)
+CALL_TIMEOUT_S = 10.0
+#: bytes of an oversized record's value kept in its dead letter
+DLQ_TRUNCATE_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -113,6 +126,7 @@ class StageLoop:
         self.processor = processor
         self.observer: LoopObserver = observer or NullObserver()  # type: ignore[assignment]
         self._stop = threading.Event()
+        self._stop_deadline = float("inf")
         consumer_cfg = transactional_consumer_config(settings, group_id)
         consumer_cfg["stats_cb"] = self._on_stats
         consumer_cfg["error_cb"] = self._on_error
@@ -124,8 +138,19 @@ class StageLoop:
 
     # --- lifecycle -----------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loop to finish its current batch and leave; safe from signal handlers."""
+        """Finish (or abort) the current batch, leave the group and return from :meth:`run`.
+
+        Safe from signal handlers.  The loop then has ``shutdown_timeout_s``; a watchdog
+        ends the process with status 1 if it overruns (an open transaction is aborted by
+        the broker, or by the successor's ``init_transactions``, so nothing is lost).
+        """
+        if self._stop.is_set():
+            return
+        self._stop_deadline = time.monotonic() + self.settings.shutdown_timeout_s
         self._stop.set()
+        watchdog = threading.Timer(self.settings.shutdown_timeout_s + 1.0, self._overdue)
+        watchdog.daemon = True
+        watchdog.start()
 
     @property
     def stopping(self) -> bool:
@@ -134,7 +159,7 @@ class StageLoop:
     def run(self) -> None:
         self._init_transactions()
         self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_revoke)
+                                on_lost=self._on_lost)
         log.info("stage started", extra={"stage": self.role, "input": self.input_topic,
                                          "output": self.output_topic, "group": self.group_id})
         try:
@@ -145,31 +170,47 @@ class StageLoop:
                     num_messages=self.settings.batch_max_records,
                     timeout=self.settings.batch_max_wait_ms / 1000,
                 )
-                batch = self._records(messages)
+                batch = self._owned(self._records(messages))
                 if batch:
                     self._process_batch(batch)
+        except FencedError as exc:
+            log.error("fenced: another process took over this transactional id; exiting",
+                      extra={"stage": self.role, "error": str(exc)})
+            raise
         finally:
             self._close()
 
     def _init_transactions(self) -> None:
-        # retried: at start-up the broker may still be coming up
+        # retried: at start-up the broker may still be coming up.  This call also aborts
+        # a transaction a killed predecessor with the same transactional id left open.
         deadline = time.monotonic() + 120
         while True:
             try:
-                self.producer.init_transactions(10)
+                self.producer.init_transactions(CALL_TIMEOUT_S)
                 return
             except KafkaException as exc:
-                if not exc.args[0].retriable() or time.monotonic() > deadline or self._stop.is_set():
+                err = exc.args[0]
+                if not err.retriable() or time.monotonic() > deadline or self._stop.is_set():
                     raise
-                log.warning("waiting for the transaction coordinator", extra={"error": str(exc.args[0])})
+                log.warning("waiting for the transaction coordinator", extra={"error": str(err)})
 
     def _close(self) -> None:
         try:
             self.consumer.close()  # leaves the group so the partitions move at once
-        except KafkaException as exc:
+        except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close failed", extra={"error": str(exc)})
-        self.producer.flush(2)
+        self.producer.flush(min(2.0, self._remaining()))
         log.info("stage stopped", extra={"stage": self.role})
+
+    def _remaining(self) -> float:
+        """Seconds a blocking call may take: CALL_TIMEOUT_S, less once shutting down."""
+        return max(0.1, min(CALL_TIMEOUT_S, self._stop_deadline - time.monotonic()))
+
+    def _overdue(self) -> None:
+        log.error("shutdown overran its deadline; exiting at once",
+                  extra={"stage": self.role, "shutdown_timeout_s": self.settings.shutdown_timeout_s})
+        logging.shutdown()
+        os._exit(1)
 
     # --- one batch --------------------------------------------------------------
     def _records(self, messages: list[Message]) -> list[InputRecord]:
@@ -185,6 +226,18 @@ class StageLoop:
             _, ts = m.timestamp()
             records.append(InputRecord(m.key(), m.value() or b"", m.topic(), m.partition(), m.offset(), ts))
         return records
+
+    def _owned(self, records: list[InputRecord]) -> list[InputRecord]:
+        """Drop records of partitions revoked by a rebalance served in the same ``consume()``.
+
+        Their new owner resumes from the committed offset; committing them here too would
+        hand one record to two transactions.
+        """
+        owned = [r for r in records if (r.topic, r.partition) in self._assigned]
+        if len(owned) != len(records):
+            log.info("dropped records of revoked partitions",
+                     extra={"stage": self.role, "dropped": len(records) - len(owned)})
+        return owned
 
     def _outcomes(self, batch: list[InputRecord]) -> list[Outcome]:
         limit = self.settings.max_message_bytes
@@ -208,7 +261,10 @@ class StageLoop:
 
     def _process_one(self, record: InputRecord) -> Outcome:
         try:
-            return list(self.processor.process([record]))[0]
+            results = list(self.processor.process([record]))
+            if len(results) != 1:
+                raise RuntimeError(f"processor returned {len(results)} outcomes for 1 record")
+            return results[0]
         except Exception as exc:  # noqa: BLE001 - any failure of one record is a dead letter
             log.error("record failed", extra={"record_id": record.record_id, "error": repr(exc)})
             return DeadLetter("processing_error", repr(exc)[:500])
@@ -219,11 +275,15 @@ class StageLoop:
         try:
             self._transact(batch, outcomes)
         except KafkaException as exc:
-            self.observer.transaction("aborted")
+            err = exc.args[0]
+            if err.fatal():
+                raise FencedError(f"{self.role}: producer fenced or fatal error: {err}") from exc
+            # abortable, or a retriable call given up at shutdown: nothing of the batch is visible
             log.warning("transaction failed; aborting and rewinding",
-                        extra={"stage": self.role, "error": str(exc.args[0])})
+                        extra={"stage": self.role, "error": str(err), "abortable": err.txn_requires_abort()})
             self._abort()
             self._rewind(batch)
+            self.observer.transaction("aborted")
             return
         # counted only once committed, so that in = out + dead letters holds across aborts
         self.observer.consumed(len(batch))
@@ -235,38 +295,37 @@ class StageLoop:
         self.observer.batch(len(batch), time.perf_counter() - started)
 
     def _transact(self, batch: list[InputRecord], outcomes: list[Outcome]) -> None:
-        try:
-            self.producer.begin_transaction()
-            for record, outcome in zip(batch, outcomes):
-                if isinstance(outcome, Output):
-                    self._produce(self.output_topic, outcome.key, outcome.value, outcome.headers)
-                else:
-                    log.warning("dead letter", extra={"stage": self.role, "record_id": record.record_id,
-                                                      "reason": outcome.reason, "detail": outcome.detail})
-                    value = record.value if len(record.value) <= self.settings.max_message_bytes \
-                        else record.value[:1024]
-                    self._produce(self.settings.topic_dlq, record.key, value,
-                                  dead_letter_headers(self.role, outcome.reason, outcome.detail, record))
-            offsets = _next_offsets(batch)
-            self._retrying(lambda: self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), 10))
-            self._retrying(lambda: self.producer.commit_transaction(10))
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal() or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
-                                             KafkaError.INVALID_PRODUCER_EPOCH):
-                raise FencedError(f"{self.role}: producer fenced or fatal error: {err}") from exc
-            raise
+        self.producer.begin_transaction()
+        for record, outcome in zip(batch, outcomes):
+            if isinstance(outcome, Output):
+                self._produce(self.output_topic, outcome.key, outcome.value, outcome.headers)
+            else:
+                self._dead_letter(record, outcome)
+        offsets = _next_offsets(batch)
+        self._retrying(lambda: self.producer.send_offsets_to_transaction(
+            offsets, self.consumer.consumer_group_metadata(), self._remaining()))
+        self._retrying(lambda: self.producer.commit_transaction(self._remaining()))
+
+    def _dead_letter(self, record: InputRecord, letter: DeadLetter) -> None:
+        log.warning("dead letter", extra={"stage": self.role, "record_id": record.record_id,
+                                          "reason": letter.reason, "detail": letter.detail})
+        truncated = len(record.value) > self.settings.max_message_bytes
+        value = record.value[:DLQ_TRUNCATE_BYTES] if truncated else record.value
+        self._produce(self.settings.topic_dlq, record.key, value,
+                      dead_letter_headers(self.role, letter.reason, letter.detail, record, truncated))
 
     def _retrying(self, call: Callable[[], None]) -> None:
-        """Retry a transactional call while its error is retriable (e.g. broker restarting)."""
+        """Repeat a transactional call while its error is retriable (e.g. the broker restarting).
+
+        Gives up (raising) on any other error, and at shutdown once the deadline passed.
+        """
         while True:
             try:
                 call()
                 return
             except KafkaException as exc:
                 err = exc.args[0]
-                if not err.retriable() or err.txn_requires_abort() or self._stop.is_set():
+                if not err.retriable() or err.txn_requires_abort() or time.monotonic() >= self._stop_deadline:
                     raise
                 log.warning("retrying transactional call", extra={"stage": self.role, "error": str(err)})
                 self.observer.heartbeat()
@@ -280,13 +339,19 @@ class StageLoop:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
 
     def _abort(self) -> None:
-        try:
-            self.producer.abort_transaction(10)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal():
-                raise FencedError(f"{self.role}: abort failed fatally: {err}") from exc
-            log.warning("abort failed", extra={"error": str(err)})
+        while True:
+            try:
+                self.producer.abort_transaction(self._remaining())
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.fatal():
+                    raise FencedError(f"{self.role}: abort failed fatally: {err}") from exc
+                if not err.retriable() or time.monotonic() >= self._stop_deadline:
+                    # e.g. no transaction was begun; the next begin_transaction reports the state
+                    log.warning("abort failed", extra={"stage": self.role, "error": str(err)})
+                    return
+                self.observer.heartbeat()
 
     def _rewind(self, batch: list[InputRecord]) -> None:
         """Seek back to each partition's first record of the failed batch so it is redone."""
@@ -301,18 +366,26 @@ class StageLoop:
             except KafkaException as exc:
                 log.warning("rewind failed", extra={"partition": partition, "error": str(exc)})
 
-    # --- callbacks -------------------------------------------------------------
+    # --- callbacks (served inside consume(), never during a transaction) ----------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(p.topic, p.partition) for p in partitions}
         self.observer.assigned(len(self._assigned))
         log.info("partitions assigned", extra={"stage": self.role,
-                                               "partitions": sorted(p.partition for p in partitions)})
+                                               "partitions": sorted(p.partition for p in partitions),
+                                               "owned": len(self._assigned)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned -= {(p.topic, p.partition) for p in partitions}
         self.observer.assigned(len(self._assigned))
         log.info("partitions revoked", extra={"stage": self.role,
-                                              "partitions": sorted(p.partition for p in partitions)})
+                                              "partitions": sorted(p.partition for p in partitions),
+                                              "owned": len(self._assigned)})
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # the group moved on without us (session expired): same as a revoke, and the next
+        # send_offsets_to_transaction would fail with a stale generation anyway
+        log.warning("partitions lost", extra={"stage": self.role})
+        self._on_revoke(consumer, partitions)
 
     def _on_stats(self, raw: str) -> None:
         try:

@@ -53,6 +53,9 @@ class ModelServer:
         seconds = checkpoint.warm_up(self.samples_per_record)
         log.info("model loaded", extra={"model_version": checkpoint.version, "warm_up_seconds": round(seconds, 2)})
         m.MODEL_INFO.info({"version": checkpoint.version, "kind": str(checkpoint.card.get("kind", ""))})
+        # series exist at 0 before the first prediction, so rate() sees that first increment
+        for label in checkpoint.classes:
+            m.PREDICTIONS.labels(label, checkpoint.version)
         return checkpoint
 
     def maybe_reload(self) -> bool:

@@ -154,8 +154,13 @@ def produce_raw(settings: Settings, records: list[tuple[bytes | None, bytes]], t
     producer = Producer(idempotent_producer_config(settings))
     failed: list[str] = []
     for key, value in records:
-        producer.produce(topic or settings.topic_raw, key=key, value=value, headers=headers,
-                         on_delivery=lambda err, _m: failed.append(str(err)) if err else None)
+        while True:
+            try:
+                producer.produce(topic or settings.topic_raw, key=key, value=value, headers=headers,
+                                 on_delivery=lambda err, _m: failed.append(str(err)) if err else None)
+                break
+            except BufferError:
+                producer.poll(0.1)  # local queue full: wait for acknowledgements
         producer.poll(0)
     assert producer.flush(120) == 0 and not failed, f"undelivered test records: {failed[:3]}"
 

@@ -44,7 +44,9 @@ def helm_binary() -> str:
 
 def shared_dir() -> Path:
     """The project's shared data (CRDs, skaffold schema): $PPG_MI_SHARED_DIR or <repo>/../shared."""
-    path = Path(os.environ.get("PPG_MI_SHARED_DIR") or REPO.parent / "shared")
+    candidates = [Path(os.environ["PPG_MI_SHARED_DIR"])] if os.environ.get("PPG_MI_SHARED_DIR") else [
+        REPO.parent / "shared", Path("/work/shared")]  # beside the checkout, or the workplace's copy
+    path = next((c for c in candidates if (c / "crds").is_dir()), candidates[0])
     if not (path / "crds").is_dir():
         raise MissingTool(f"shared schemas not found at {path} (expected crds/ and schemas/ there); "
                           "set PPG_MI_SHARED_DIR to the directory that holds them")

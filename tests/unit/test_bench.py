@@ -153,3 +153,14 @@ def test_findings_take_before_and_after_from_the_run() -> None:
     assert figures[("Every", "p99 latency at half load")] == (1.2, 0.5)
     assert figures[("Validation", "`validate_samples`, one recording")] == (60.0, 5.0)
     assert any("`model` at 200 records/s" in n for n in notes)
+
+
+def test_a_fix_that_looks_worse_in_a_noisy_run_says_so() -> None:
+    from ppg_mi.bench.findings import fixes_and_notes
+
+    results = _results()
+    results["pipeline"]["latency_wait_50"] = {"latency_s": {"p50": 2.0, "p99": 3.0}}  # worse than 0.3 / 1.2
+    fixes, _ = fixes_and_notes(finish(results))
+    wait = next(f for f in fixes if f["title"].startswith("Every stage"))
+    assert "worse for: p50 latency at half load; p99 latency at half load" in wait["status"]
+    assert "from 1.0 to 2.0" in wait["status"]

@@ -31,7 +31,7 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
         fixes.append({
             "title": "The classifier's BLAS thread pool spins on tiny matrix products (proposed)",
             "finding": (
-                "The profile of `ClassifierProcessor.process` puts ~95 % of the time in MiniRocket's "
+                "The profile of `ClassifierProcessor.process` puts most of `predict_proba` in MiniRocket's "
                 "transform (numba, one thread as configured), yet alone on an idle core the model burns more "
                 "CPU seconds than wall seconds: the ridge classifier's product of the batch's ~10 000 "
                 "features with its coefficients runs on OpenBLAS's pool (one thread per CPU), whose workers "
@@ -105,13 +105,23 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
                       "before is the replaced code (`ppg_mi.bench.baselines`) measured in the same run.",
         })
 
+    load = results.get("meta", {})
+    for fix in fixes:
+        worse = [row["what"] for row in fix.get("figures", []) if _worse(row)]
+        if worse:
+            fix["status"] = (fix.get("status", "") + " In this run the after figure is worse for: "
+                             + "; ".join(worse) + ". Before and after are separate runs minutes apart on a shared "
+                             f"machine whose 1-minute load went from {_load(load, 'load_start')} to "
+                             f"{_load(load, 'load_end')}: compare the CPU-second figures, which depend least on "
+                             "the load, and rerun on a quiet machine to separate the effect from the noise.")
+
     slow = slowest_stage(limits)
     ratios = results.get("ratios") or compute_ratios(results)
     if slow:
         notes.append(
             f"The slowest part alone is `{slow[0]}` at {slow[1]:,.0f} records/s; every other part is at least "
-            f"{_headroom(limits, slow):.0f}× faster, so the pipeline's throughput is the classifier's: "
-            "MiniRocket's 10 000-kernel transform of 2000 samples takes nearly all of it (profile above). "
+            f"{_headroom(limits, slow):.1f}× faster, so the pipeline's throughput is the classifier's, and most of "
+            "the classifier's time is the model's feature transform (profile above). "
             "More throughput needs more classifier replicas (one per core; KEDA scales them on lag up to the "
             "partition count) or a cheaper model (fewer kernels), a model decision traded against accuracy.")
     two = ratios.get("two_over_one_classifier")
@@ -136,3 +146,17 @@ def _headroom(limits: dict[str, Any], slow: tuple[str, float]) -> float:
     others = [stage_limit(limits, k) for k, _ in STAGE_LIMITS if k != slow[0]]
     others = [v for v in others if v is not None]
     return min(others) / slow[1] if others and slow[1] > 0 else float("nan")
+
+
+def _worse(row: dict[str, Any]) -> bool:
+    """True when a before/after pair moved the wrong way (rates should rise, times fall)."""
+    before, after = row.get("before"), row.get("after")
+    if before is None or after is None:
+        return False
+    lower_is_better = row.get("unit") in ("s", "µs", "MB")
+    return after > before if lower_is_better else after < before
+
+
+def _load(meta: dict[str, Any], key: str) -> str:
+    value = meta.get(key)
+    return f"{value[0]:.1f}" if value else "?"

@@ -283,6 +283,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     if profile:
         add("## Profile")
         add("")
+        add("pyinstrument samples wall time: on a busy machine the time a process waits for a CPU is charged "
+            "to whichever frame was running (often `[self]`), so compare the branches, not the absolute seconds.")
+        add("")
         for name, text in profile.items():
             add(f"`{name}` (pyinstrument):")
             add("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import signal
 import threading
 import sys
@@ -248,6 +249,7 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
         f"{'quick' if opts.quick else 'full'} run")
     results: dict[str, Any] = {"meta": meta}
     work = Path(tempfile.mkdtemp(prefix="ppg-mi-bench-"))
+    say(f"services' logs in {work / 'logs'} (removed after a successful run)")
     with broker_for(settings, say) as (live, broker_label):
         meta["broker"] = broker_label
         models_dir = _model_store(live, opts, work, say)
@@ -306,5 +308,7 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
     results["fixes"], results["notes"] = fixes_and_notes(results)
     finish(results)
     write_reports(results, opts.out_json, opts.out_md)
+    # the services' logs and the bench's model are kept only when a run fails (for the diagnosis)
+    shutil.rmtree(work, ignore_errors=True)
     say(f"wrote {opts.out_json} and {opts.out_md} in {meta['duration_s']:.0f} s")
     return results

@@ -82,8 +82,10 @@ def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str
         "queued.min.messages": max(settings.batch_max_records * 4, 1000),
         "fetch.max.bytes": max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
         "max.partition.fetch.bytes": settings.max_message_bytes + 4096,
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 2000,
+        # long enough that a broker restart (~10-20 s) does not expire the members and
+        # revoke every partition as lost; a killed process's partitions move after it
+        "session.timeout.ms": 30000,
+        "heartbeat.interval.ms": 3000,
         "max.poll.interval.ms": 300000,
         "statistics.interval.ms": 5000,
     }

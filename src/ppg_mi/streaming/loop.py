@@ -9,11 +9,12 @@ One transaction per micro-batch::
       send_offsets_to_transaction(next offsets, consumer group metadata)
     commit_transaction
 
-Errors are handled as librdkafka's transactional API asks: a *retriable* error repeats
-the same call; an *abortable* one (``txn_requires_abort``) aborts the transaction and
-rewinds the consumer to the batch's first offsets, so the batch is done again; a
-*fatal* one (the producer was fenced by a newer process with the same transactional
-id) raises :class:`FencedError` and the process exits non-zero.
+Errors are handled as librdkafka's transactional API asks: a *retriable* error of
+``commit_transaction`` repeats the call; any other non-fatal error (``txn_requires_abort``
+or a failed ``send_offsets_to_transaction``) aborts the transaction and rewinds the
+consumer to the batch's first offsets, so the batch is done again; a *fatal* one (the
+producer was fenced by a newer process with the same transactional id) raises
+:class:`FencedError` and the process exits non-zero.
 
 Input is read ``read_committed`` and offsets are committed only inside the
 transaction, so an input record leads to exactly one output or dead letter across
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: timeout of one transactional call while the loop runs normally (it is retried after it)
 CALL_TIMEOUT_S = 10.0
+#: a transactional call blocked this long is stuck (librdkafka did not honour its timeout):
+#: the process exits 1 so that its supervisor restarts it with fresh clients
+STUCK_CALL_S = 3 * CALL_TIMEOUT_S
 #: bytes of an oversized record's value kept in its dead letter
 DLQ_TRUNCATE_BYTES = 1024
 
@@ -135,14 +139,17 @@ class StageLoop:
         producer_cfg["error_cb"] = self._on_error
         self.producer = Producer(producer_cfg)
         self._assigned: set[tuple[str, int]] = set()
+        self._call_started: float | None = None  # when the transactional call in progress began
+        self._closed = threading.Event()  # the consumer left the group and the producer flushed
 
     # --- lifecycle -----------------------------------------------------------
     def stop(self) -> None:
         """Finish (or abort) the current batch, leave the group and return from :meth:`run`.
 
-        Safe from signal handlers.  The loop then has ``shutdown_timeout_s``; a watchdog
-        ends the process with status 1 if it overruns (an open transaction is aborted by
-        the broker, or by the successor's ``init_transactions``, so nothing is lost).
+        Safe from signal handlers.  The process then has ``shutdown_timeout_s`` (+1 s); a
+        watchdog ends it when it overruns: with status 0 if the loop had closed cleanly,
+        else 1 (an open transaction is then aborted by the broker, or by the successor's
+        ``init_transactions``, so nothing is lost either way).
         """
         if self._stop.is_set():
             return
@@ -157,6 +164,7 @@ class StageLoop:
         return self._stop.is_set()
 
     def run(self) -> None:
+        threading.Thread(target=self._watch_calls, name=f"{self.role}-stuck-call-watchdog", daemon=True).start()
         self._init_transactions()
         self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
@@ -200,17 +208,38 @@ class StageLoop:
         except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close failed", extra={"error": str(exc)})
         self.producer.flush(min(2.0, self._remaining()))
+        self._closed.set()
         log.info("stage stopped", extra={"stage": self.role})
 
     def _remaining(self) -> float:
         """Seconds a blocking call may take: CALL_TIMEOUT_S, less once shutting down."""
         return max(0.1, min(CALL_TIMEOUT_S, self._stop_deadline - time.monotonic()))
 
+    def _watch_calls(self) -> None:
+        while True:
+            time.sleep(1.0)
+            started = self._call_started
+            if started is not None and time.monotonic() - started > STUCK_CALL_S:
+                log.error("transactional call stuck beyond its timeout; exiting so that the process is restarted",
+                          extra={"stage": self.role, "seconds": round(time.monotonic() - started, 1)})
+                logging.shutdown()
+                os._exit(1)
+
+    def _guarded(self, call: Callable[[], None]) -> None:
+        self._call_started = time.monotonic()
+        try:
+            call()
+        finally:
+            self._call_started = None
+
     def _overdue(self) -> None:
-        log.error("shutdown overran its deadline; exiting at once",
-                  extra={"stage": self.role, "shutdown_timeout_s": self.settings.shutdown_timeout_s})
+        # the stream's state is clean once the loop closed; only the rest of the teardown was slow
+        clean = self._closed.is_set()
+        log.log(logging.WARNING if clean else logging.ERROR, "shutdown overran its deadline; exiting at once",
+                extra={"stage": self.role, "shutdown_timeout_s": self.settings.shutdown_timeout_s,
+                       "loop_closed": clean})
         logging.shutdown()
-        os._exit(1)
+        os._exit(0 if clean else 1)
 
     # --- one batch --------------------------------------------------------------
     def _records(self, messages: list[Message]) -> list[InputRecord]:
@@ -301,10 +330,13 @@ class StageLoop:
                 self._produce(self.output_topic, outcome.key, outcome.value, outcome.headers)
             else:
                 self._dead_letter(record, outcome)
+        # Not retried: after a transport failure (broker restarting) a repeated
+        # send_offsets_to_transaction was seen to block far beyond its timeout with
+        # librdkafka 2.16; aborting and redoing the batch is always safe.
         offsets = _next_offsets(batch)
-        self._retrying(lambda: self.producer.send_offsets_to_transaction(
+        self._guarded(lambda: self.producer.send_offsets_to_transaction(
             offsets, self.consumer.consumer_group_metadata(), self._remaining()))
-        self._retrying(lambda: self.producer.commit_transaction(self._remaining()))
+        self._retrying(lambda: self._guarded(lambda: self.producer.commit_transaction(self._remaining())))
 
     def _dead_letter(self, record: InputRecord, letter: DeadLetter) -> None:
         log.warning("dead letter", extra={"stage": self.role, "record_id": record.record_id,
@@ -318,6 +350,8 @@ class StageLoop:
         """Repeat a transactional call while its error is retriable (e.g. the broker restarting).
 
         Gives up (raising) on any other error, and at shutdown once the deadline passed.
+        While a call blocks, the loop's heartbeat stops, so ``/healthz`` fails after
+        ``PPG_MI_LIVENESS_TIMEOUT_S`` and an orchestrator restarts a stuck process.
         """
         while True:
             try:

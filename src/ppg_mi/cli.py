@@ -342,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: a clear message, not a traceback
         from .data import DatasetError
         from .model import ModelError
+        from .streaming.exceptions import StreamingError
 
-        if isinstance(exc, (DatasetError, ModelError, ValueError)):
+        if isinstance(exc, (DatasetError, ModelError, StreamingError, ValueError)):
             print(f"error: {exc}", file=sys.stderr)
             return 1
         raise

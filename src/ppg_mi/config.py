@@ -81,7 +81,10 @@ class Settings:
 
     # --- Stream processing ----------------------------------------------------
     batch_max_records: int = _setting(256, "Most records in one transaction (one micro-batch).")
-    batch_max_wait_ms: int = _setting(200, "Longest wait to fill a batch before processing what arrived.")
+    batch_max_wait_ms: int = _setting(200, "Longest wait for a record before the loop turns; a batch is then what was already fetched.")
+    batch_fill_ms: int = _setting(
+        0, "After a batch's first record, wait this long for more (fewer, larger transactions; adds latency)."
+    )
     transaction_timeout_ms: int = _setting(60000, "Broker-side timeout of an open transaction.")
     queued_max_kbytes: int = _setting(16384, "Cap of librdkafka's prefetch queue per consumer (KiB): bounds memory under backlog.")
     max_message_bytes: int = _setting(1048576, "Largest message accepted; bigger input is dead-lettered as oversized.")
@@ -98,6 +101,9 @@ class Settings:
     models_dir: str = _setting("models", "Model store: one directory per checkpoint and a `current` pointer.")
     model_reload_interval_s: float = _setting(5.0, "How often the classifier checks `current` for a new model.")
     model_kind: str = _setting("minirocket", "Estimator `ppg-mi train` fits by default (see docs/model.md).")
+    classifier_blas_threads: int = _setting(
+        1, "BLAS threads of the classifier; 0 keeps the library's default (one per CPU, spinning between calls)."
+    )
     numba_cache_dir: str = _setting("", "Writable numba cache (set when the root filesystem is read-only).")
 
     # --- Producer --------------------------------------------------------

@@ -21,26 +21,24 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
     fixes: list[dict[str, Any]] = []
     notes: list[str] = []
 
-    blas_alone = (_get(limits, "model", "batches", "64", "records_per_cpu_s"),
-                  _get(limits, "model_blas_1", "batches", "64", "records_per_cpu_s"))
-    blas_pipe = (_get(pipeline, "one_classifier", "classifier_records_per_cpu_s"),
-                 _get(pipeline, "one_classifier_blas_1", "classifier_records_per_cpu_s"))
-    blas_rate = (_get(pipeline, "one_classifier", "records_per_s"),
-                 _get(pipeline, "one_classifier_blas_1", "records_per_s"))
+    blas_alone = (_get(limits, "model_blas_default", "batches", "64", "records_per_cpu_s"),
+                  _get(limits, "model", "batches", "64", "records_per_cpu_s"))
+    blas_pipe = (_get(pipeline, "one_classifier_before", "classifier_records_per_cpu_s"),
+                 _get(pipeline, "one_classifier", "classifier_records_per_cpu_s"))
+    blas_rate = (_get(pipeline, "one_classifier_before", "records_per_s"),
+                 _get(pipeline, "one_classifier", "records_per_s"))
     if None not in blas_alone:
         fixes.append({
-            "title": "The classifier's BLAS thread pool spins on tiny matrix products (proposed)",
+            "title": "The classifier's BLAS thread pool spun on tiny matrix products (applied)",
             "finding": (
                 "The profile of `ClassifierProcessor.process` puts most of `predict_proba` in MiniRocket's "
-                "transform (numba, one thread as configured), yet alone on an idle core the model burns more "
+                "transform (numba, one thread as configured), yet alone on an idle core the model burned more "
                 "CPU seconds than wall seconds: the ridge classifier's product of the batch's ~10 000 "
                 "features with its coefficients runs on OpenBLAS's pool (one thread per CPU), whose workers "
-                "spin after every tiny call. On an idle machine that burns an otherwise idle core; in a pod "
-                "with a CPU limit it is throttled quota; on a busy machine the spinning threads yield, so the "
-                "effect shrinks, which is why the figures below move with the load of the run. Limiting BLAS "
-                "to one thread in the classifier process (`threadpoolctl.threadpool_limits(1, 'blas')` once "
-                "at start-up in `services/classifier.py`, or `OPENBLAS_NUM_THREADS=1` in the chart's "
-                "classifier environment) removes the spinning; the prediction itself is single-threaded work."),
+                "spin after every tiny call. In a pod with a CPU limit that is throttled quota; on a busy "
+                "machine the spinning threads yield, so the effect moves with the load of the run. The "
+                "classifier now limits BLAS to `PPG_MI_CLASSIFIER_BLAS_THREADS` (1) threads once its model's "
+                "libraries are loaded (`threadpoolctl`); the prediction itself is single-threaded work."),
             "figures": [
                 {"what": "`predict_proba` alone, batch 64, records per CPU-second", "before": blas_alone[0],
                  "after": blas_alone[1], "unit": "records/CPU-s"},
@@ -49,38 +47,37 @@ def fixes_and_notes(results: dict[str, Any]) -> tuple[list[dict[str, Any]], list
                 {"what": "end to end, one classifier", "before": blas_rate[0], "after": blas_rate[1],
                  "unit": "records/s"},
             ],
-            "status": ("measured here with `OPENBLAS_NUM_THREADS=1` in the classifier's environment; the "
-                       "one-line change belongs to `services/classifier.py` (owned by another change) and is "
-                       "proposed, not applied, by this benchmark's change."),
+            "status": ("applied in `services/classifier.py`; before = the same run with "
+                       "`PPG_MI_CLASSIFIER_BLAS_THREADS=0` (BLAS's default pool)."),
         })
-    lat = (_get(pipeline, "latency", "latency_s", "p99"), _get(pipeline, "latency_blas_1", "latency_s", "p99"))
-    if fixes and None not in lat:
-        fixes[-1]["figures"].append({"what": "p99 latency at half load", "before": lat[0], "after": lat[1],
-                                     "unit": "s", "digits": 3})
-    wait = (_get(pipeline, "latency", "latency_s"), _get(pipeline, "latency_wait_50", "latency_s"))
-    if None not in wait:
+    lat = (_get(pipeline, "latency_before", "latency_s"), _get(pipeline, "latency_before_batching", "latency_s"),
+           _get(pipeline, "latency", "latency_s"))
+    if lat[0] is not None and lat[2] is not None:
+        figures = [
+            {"what": "p50 latency at half load, before both fixes → now", "before": lat[0].get("p50"),
+             "after": lat[2].get("p50"), "unit": "s", "digits": 3},
+            {"what": "p99 latency at half load, before both fixes → now", "before": lat[0].get("p99"),
+             "after": lat[2].get("p99"), "unit": "s", "digits": 3},
+        ]
+        if lat[1] is not None:
+            figures.append({"what": "p99 latency at half load, the batching fix alone (BLAS fix kept)",
+                            "before": lat[1].get("p99"), "after": lat[2].get("p99"), "unit": "s", "digits": 3})
         fixes.append({
-            "title": "Every stage waits out the whole batch window, even with records ready (proposed)",
+            "title": "Every stage waited out the whole batch window, even with records ready (applied)",
             "finding": (
-                "`StageLoop.run` calls `consumer.consume(num_messages=batch_max_records, "
+                "`StageLoop` called `consumer.consume(num_messages=batch_max_records, "
                 "timeout=batch_max_wait_ms)`, and librdkafka returns from that call only when the batch is "
                 "full or the timeout has passed: with a record already waiting, `consume(256, 2.0)` still "
-                "blocks 2.0 s (checked against the broker). Below saturation no batch fills, so the filter "
-                "and the classifier each add up to `PPG_MI_BATCH_MAX_WAIT_MS` (200 ms) to every record's "
-                "latency, on top of their transaction commits. The configuration-only mitigation is a shorter "
-                "window (measured below with 50 ms); the fix in `streaming/loop.py` is to block only for the "
-                "first record and then take what is already fetched: `first = consumer.poll(wait)`; if it is a "
-                "record, `rest = consumer.consume(batch_max_records - 1, timeout=0)` (optionally a few ms more "
-                "to fill). Under backlog the prefetch queue still yields full batches, so throughput keeps its "
+                "blocks 2.0 s (checked against the broker). Below saturation no batch filled, so the filter "
+                "and the classifier each added up to 200 ms to every record's latency, on top of their "
+                "transaction commits. The loop now blocks only for the first record (`poll`) and then takes "
+                "what is already fetched (`consume(batch_max_records - 1, batch_fill_ms)`, 0 ms by default): "
+                "under backlog the prefetch queue still yields full batches, so throughput keeps its "
                 "batching, and at low load a record no longer waits for company."),
-            "figures": [
-                {"what": "p50 latency at half load", "before": wait[0].get("p50"), "after": wait[1].get("p50"),
-                 "unit": "s", "digits": 3},
-                {"what": "p99 latency at half load", "before": wait[0].get("p99"), "after": wait[1].get("p99"),
-                 "unit": "s", "digits": 3},
-            ],
-            "status": ("after = the same half-load run with `PPG_MI_BATCH_MAX_WAIT_MS=50` in both stages; the "
-                       "loop change belongs to `streaming/loop.py` (owned by another change) and is proposed here."),
+            "figures": figures,
+            "status": ("applied in `streaming/loop.py`; before = the same half-load run with "
+                       "`PPG_MI_BATCH_FILL_MS=200` (the old wait for a full batch) and, for both fixes, "
+                       "`PPG_MI_CLASSIFIER_BLAS_THREADS=0`."),
         })
     v = results.get("validation_fix")
     if v:

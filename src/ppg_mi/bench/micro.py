@@ -61,12 +61,12 @@ def codec_us(samples: np.ndarray, iterations: int) -> dict[str, float]:
             "record_bytes": len(payload), "iterations": iterations}
 
 
-def blas_limited(fn: Callable[[np.ndarray], object]) -> Callable[[np.ndarray], object]:
-    """``fn`` run with the BLAS/OpenMP thread pools limited to one thread."""
+def blas_limited(fn: Callable[[np.ndarray], object], threads: int) -> Callable[[np.ndarray], object]:
+    """``fn`` run with the BLAS thread pools limited to ``threads`` (0: the library's default)."""
     from threadpoolctl import threadpool_limits
 
     def wrapped(x: np.ndarray) -> object:
-        with threadpool_limits(1):
+        with threadpool_limits(threads or None, user_api="blas"):
             return fn(x)
 
     return wrapped

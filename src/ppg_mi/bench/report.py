@@ -213,7 +213,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         if e:
             add(f"| {label} | {_num(e.get('records_per_s'))} | — | — | {e.get('note', '')} |")
     for key, label in (("filter", "filter: `preprocess_batch`"), ("model", "model: `predict_proba`"),
-                       ("model_blas_1", "model, BLAS limited to 1 thread")):
+                       ("model_blas_default", "model, BLAS's default pool (before the fix)")):
         e = limits.get(key)
         if not e:
             continue
@@ -231,10 +231,10 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("| run | records | records/s (steady) | classifier records per CPU-s | mean batch | peak RSS (MB) |")
     add("| --- | ---: | ---: | ---: | ---: | --- |")
     for key, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers"),
-                       ("one_classifier_blas_1", "one classifier, OPENBLAS_NUM_THREADS=1"),
+                       ("one_classifier_before", "one classifier, before the BLAS fix"),
                        ("latency", "half load (latency)"),
-                       ("latency_blas_1", "half load, OPENBLAS_NUM_THREADS=1"),
-                       ("latency_wait_50", "half load, PPG_MI_BATCH_MAX_WAIT_MS=50")):
+                       ("latency_before_batching", "half load, before the batching fix"),
+                       ("latency_before", "half load, before both fixes")):
         run = pipeline.get(key)
         if not run:
             continue
@@ -242,8 +242,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         add(f"| {label} | {run.get('records')} | {_num(run.get('records_per_s'))} | "
             f"{_num(run.get('classifier_records_per_cpu_s'))} | {_num(run.get('classifier_mean_batch'), 0)} | {rss} |")
     latency_runs = [(k, label) for k, label in (
-        ("latency", "as configured"), ("latency_blas_1", "OPENBLAS_NUM_THREADS=1 in the classifier"),
-        ("latency_wait_50", "PPG_MI_BATCH_MAX_WAIT_MS=50 in both stages")) if pipeline.get(k)]
+        ("latency", "as configured"),
+        ("latency_before_batching", "before the batching fix: PPG_MI_BATCH_FILL_MS=200"),
+        ("latency_before", "before both fixes: also PPG_MI_CLASSIFIER_BLAS_THREADS=0")) if pipeline.get(k)]
     if latency_runs:
         first = pipeline[latency_runs[0][0]]
         add("")

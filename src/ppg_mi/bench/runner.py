@@ -138,11 +138,13 @@ def measure_functions(settings: Settings, models_dir: str, opts: BenchOptions, s
     checkpoint = load_checkpoint(ModelStore(models_dir).current_path(), band, settings.samples_per_record)
     checkpoint.warm_up(settings.samples_per_record)
     filtered = preprocess_batch(raw, band)
-    say("model.predict_proba alone (batch 1, 64), as served and with BLAS limited to one thread")
-    limits["model"] = micro.batches(checkpoint.predict_proba, filtered, (1, 64), opts.micro_seconds)
+    say("model.predict_proba alone (batch 1, 64) as served, and with BLAS's default thread pool (before)")
+    served = micro.blas_limited(checkpoint.predict_proba, settings.classifier_blas_threads)
+    limits["model"] = micro.batches(served, filtered, (1, 64), opts.micro_seconds)
     limits["model"]["version"] = checkpoint.version
-    limits["model_blas_1"] = micro.batches(micro.blas_limited(checkpoint.predict_proba), filtered, (64,),
-                                           opts.micro_seconds)
+    limits["model"]["blas_threads"] = settings.classifier_blas_threads
+    limits["model_blas_default"] = micro.batches(micro.blas_limited(checkpoint.predict_proba, 0), filtered, (64,),
+                                                 opts.micro_seconds)
     say("profiling the filter's and the classifier's process() on a batch of 64 (no Kafka)")
     profile = _profiles(settings, models_dir, data, band)
     say("validate_samples and FilterProcessor.process before and after the validation fix")
@@ -230,6 +232,13 @@ def measure_kafka(settings: Settings, opts: BenchOptions, record_bytes: int, say
     return {"kafka_producer": prod, "kafka_consumer": cons}
 
 
+#: configuration that restores the behaviour before each fix, for the before → after figures
+BEFORE_BLAS_ENV = {"PPG_MI_CLASSIFIER_BLAS_THREADS": "0"}
+BEFORE_BLAS = "PPG_MI_CLASSIFIER_BLAS_THREADS=0"
+BEFORE_BATCHING_ENV = {"PPG_MI_BATCH_FILL_MS": "200"}
+BEFORE_BATCHING = "PPG_MI_BATCH_FILL_MS=200"
+
+
 def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str, Any]:
     clock = Clock()
     say = clock.say
@@ -243,7 +252,9 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
         "memory_gb": psutil.virtual_memory().total / 2**30, "python": platform.python_version(),
         "kafka_version": settings.kafka_version, "load_start": list(os.getloadavg()),
         "samples_per_record": settings.samples_per_record, "partitions": settings.topic_partitions,
-        "batch": f"≤ {settings.batch_max_records} records or {settings.batch_max_wait_ms} ms",
+        "batch": (f"≤ {settings.batch_max_records} records: what is fetched when the first arrives "
+                  f"(+{settings.batch_fill_ms} ms)"),
+        "classifier_blas_threads": settings.classifier_blas_threads,
     }
     say(f"{meta['cpu_count']} CPUs ({meta['cpu_model']}), load {os.getloadavg()[0]:.2f}; "
         f"{'quick' if opts.quick else 'full'} run")
@@ -280,21 +291,20 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
         pipeline["latency"] = run_pipeline(live, models_dir, logs, records=lat_n, classifiers=1, rate=half,
                                            seed=103, progress=say, label="half load")
         say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline["latency"]["latency_s"]))
-        say(f"end to end, one classifier with OPENBLAS_NUM_THREADS=1 (the proposed fix): {n} records")
-        pipeline["one_classifier_blas_1"] = run_pipeline(
-            live, models_dir, logs, records=n, classifiers=1, seed=104, extra_env={"OPENBLAS_NUM_THREADS": "1"},
-            progress=say, label="one classifier, BLAS 1 thread")
-        say(f"  {pipeline['one_classifier_blas_1']['records_per_s']:.1f} records/s sustained")
-        say(f"latency at the same half load with OPENBLAS_NUM_THREADS=1: {lat_n} records at {half:.1f}/s")
-        pipeline["latency_blas_1"] = run_pipeline(
-            live, models_dir, logs, records=lat_n, classifiers=1, rate=half, seed=105,
-            extra_env={"OPENBLAS_NUM_THREADS": "1"}, progress=say, label="half load, BLAS 1 thread")
-        say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline["latency_blas_1"]["latency_s"]))
-        say(f"latency at the same half load with PPG_MI_BATCH_MAX_WAIT_MS=50: {lat_n} records at {half:.1f}/s")
-        pipeline["latency_wait_50"] = run_pipeline(
-            live, models_dir, logs, records=lat_n, classifiers=1, rate=half, seed=106,
-            stage_env={"PPG_MI_BATCH_MAX_WAIT_MS": "50"}, progress=say, label="half load, 50 ms batch wait")
-        say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline["latency_wait_50"]["latency_s"]))
+        # the same runs with the code's earlier behaviour restored by configuration: before → after
+        say(f"before the BLAS fix: one classifier, {BEFORE_BLAS}: {n} records")
+        pipeline["one_classifier_before"] = run_pipeline(
+            live, models_dir, logs, records=n, classifiers=1, seed=104, extra_env=BEFORE_BLAS_ENV,
+            progress=say, label="one classifier, before the BLAS fix")
+        say(f"  {pipeline['one_classifier_before']['records_per_s']:.1f} records/s sustained")
+        for key, label, env, seed in (
+                ("latency_before_batching", f"before the batching fix ({BEFORE_BATCHING})", BEFORE_BATCHING_ENV, 105),
+                ("latency_before", f"before both fixes ({BEFORE_BATCHING}, {BEFORE_BLAS})",
+                 {**BEFORE_BATCHING_ENV, **BEFORE_BLAS_ENV}, 106)):
+            say(f"latency at the same half load, {label}: {lat_n} records at {half:.1f}/s")
+            pipeline[key] = run_pipeline(live, models_dir, logs, records=lat_n, classifiers=1, rate=half, seed=seed,
+                                         stage_env=env, progress=say, label=f"half load, {label}")
+            say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**pipeline[key]["latency_s"]))
     meta["load_end"] = list(os.getloadavg())
     meta["duration_s"] = time.monotonic() - clock.t0
     meta["load_note"] = (

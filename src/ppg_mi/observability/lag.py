@@ -14,6 +14,14 @@ is ``marker + 1``: an idle partition of a transactionally written topic shows a 
 producer and idles at 0; ``ppg.filtered`` is written by the filter's transactions and
 idles at 1 per partition.
 
+The committed offsets come from a consumer of the stage's group that never subscribes
+(so it never joins the group) and never commits: ``Consumer.committed()``.  The Admin API's
+``list_consumer_group_offsets`` would be the natural call, but librdkafka (2.16.1
+included) dereferences a NULL consumer-group handle when that request meets
+``NOT_COORDINATOR``, which a freshly started broker answers while it loads the group
+coordinator: the process dies with SIGSEGV (confluentinc/librdkafka#5040,
+confluentinc/confluent-kafka-python#1982; reproduced here with a core dump).
+
 Every replica of a stage reports the lag of *all* partitions of its group (the number
 does not depend on who owns a partition, and it must still be reported when the owner
 has died), so aggregate with ``max by (stage, topic, partition)`` before summing.
@@ -25,11 +33,11 @@ import logging
 import threading
 from typing import Callable, Mapping
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, KafkaException, TopicPartition
+from confluent_kafka import Consumer, IsolationLevel, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from ..config import Settings
-from ..streaming.clients import common_config
+from ..streaming.clients import common_config, reader_config
 from . import metrics as m
 
 log = logging.getLogger(__name__)
@@ -67,7 +75,9 @@ class GroupLagMonitor:
         self.interval_s = interval_s
         self._wait_for = wait_for
         # no Python logger: nothing would poll() this client to serve its queued log lines
-        self._admin = AdminClient({k: v for k, v in common_config(settings).items() if k != "logger"})
+        self._admin = AdminClient(common_config(settings))
+        # the stage's group id, to read its committed offsets; never subscribes, so never joins
+        self._offsets_reader = Consumer(reader_config(settings, group))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lag-{stage}", daemon=True)
         self.last: dict[int, int] = {}
@@ -79,6 +89,8 @@ class GroupLagMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(self.interval_s + 5)
+        if not self._thread.is_alive():
+            self._offsets_reader.close()
 
     def _run(self) -> None:
         # first query once the stage's own clients are up (``wait_for``), not while they start
@@ -117,7 +129,5 @@ class GroupLagMonitor:
         return {tp.partition: f.result().offset for tp, f in futures.items()}
 
     def _committed(self, partitions: list[int], timeout: float) -> dict[int, int]:
-        request = ConsumerGroupTopicPartitions(self.group, [TopicPartition(self.topic, p) for p in partitions])
-        futures = self._admin.list_consumer_group_offsets([request], request_timeout=timeout)
-        result = futures[self.group].result()
-        return {tp.partition: tp.offset for tp in result.topic_partitions}
+        committed = self._offsets_reader.committed([TopicPartition(self.topic, p) for p in partitions], timeout)
+        return {tp.partition: tp.offset for tp in committed}

@@ -36,7 +36,7 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 TRANSACTIONS = Counter(
-    "ppg_mi_transactions", "Kafka transactions by outcome (committed, aborted).", ["stage", "outcome"]
+    "ppg_mi_transactions", "Kafka transactions by outcome (committed, aborted, stuck).", ["stage", "outcome"]
 )
 CONSUMER_LAG = Gauge(
     "ppg_mi_consumer_lag_records",

@@ -134,21 +134,33 @@ class ClassifierProcessor:
         return outcomes  # type: ignore[return-value]
 
 
+def limit_blas_threads(threads: int) -> None:
+    """Cap the BLAS pool (0: leave it).  The ridge head's product of a batch's ~10 000 MiniRocket
+    features is a tiny call; a pool of one thread per CPU spins after each one and burns a core
+    (measured in docs/performance.md)."""
+    if threads > 0:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads, user_api="blas")
+
+
 def run(settings: Settings) -> int:
     if settings.numba_cache_dir:
         import os
 
         os.environ.setdefault("NUMBA_CACHE_DIR", settings.numba_cache_dir)
+    termination = on_termination()  # before the model loads, which takes seconds
     with service(settings, ROLE) as health:
         metrics = StageMetrics(ROLE, health)
         health.add_check("broker", broker_check(settings))
         health.add_check("model", lambda: (False, "loading and warming up the model"))
         models = ModelServer(ModelStore(settings.models_dir), BandPass.from_settings(settings),
                              settings.samples_per_record, settings.model_reload_interval_s)
+        limit_blas_threads(settings.classifier_blas_threads)  # now that the model's libraries are loaded
         health.add_check("model", lambda: (True, f"{models.checkpoint.version} loaded and warm"))
         health.add_check("partitions", lambda: (True, f"{metrics.partitions_assigned} assigned (or awaited)"))
         loop = StageLoop(settings, ROLE, settings.topic_filtered, settings.topic_predictions,
                          settings.group_classifier, ClassifierProcessor(models), metrics)
-        on_termination(loop.stop)
+        termination.attach(loop.stop)
         loop.run()
     return 0

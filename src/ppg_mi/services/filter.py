@@ -57,6 +57,7 @@ class FilterProcessor:
 
 
 def run(settings: Settings) -> int:
+    termination = on_termination()
     with service(settings, ROLE) as health:
         metrics = StageMetrics(ROLE, health)
         loop = StageLoop(settings, ROLE, settings.topic_raw, settings.topic_filtered, settings.group_filter,
@@ -64,6 +65,6 @@ def run(settings: Settings) -> int:
                          metrics)
         health.add_check("broker", broker_check(settings))
         health.add_check("partitions", lambda: (True, f"{metrics.partitions_assigned} assigned (or awaited)"))
-        on_termination(loop.stop)
+        termination.attach(loop.stop)
         loop.run()
     return 0

@@ -72,17 +72,39 @@ def service(settings: Settings, role: str) -> Iterator[Health]:
             server.stop()
 
 
-def on_termination(stop: Callable[[], None]) -> threading.Event:
-    """Call ``stop`` on the first SIGTERM/SIGINT; a second one exits at once."""
-    fired = threading.Event()
+class Termination:
+    """SIGTERM/SIGINT handling, installed before the slow start-up (broker, model).
 
-    def handler(signum: int, frame: object) -> None:
-        if fired.is_set():
+    Until a loop is :meth:`attach`-ed nothing is in flight, so a signal ends the process
+    at once (exit 0); afterwards the first signal calls the loop's ``stop`` and a second
+    one exits at once (130).
+    """
+
+    def __init__(self) -> None:
+        self.fired = threading.Event()
+        self._stop: Callable[[], None] | None = None
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def attach(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self.fired.is_set():
+            stop()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.fired.is_set():
             raise SystemExit(130)
-        fired.set()
-        log.info("shutdown requested", extra={"signal": signal.Signals(signum).name})
-        stop()
+        self.fired.set()
+        log.info("shutdown requested", extra={"signal": signal.Signals(signum).name,
+                                              "during": "run" if self._stop else "start-up"})
+        if self._stop is None:
+            raise SystemExit(0)
+        self._stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return fired
+
+def on_termination(stop: Callable[[], None] | None = None) -> Termination:
+    """Handle SIGTERM/SIGINT from now on; ``stop`` (or a later :meth:`Termination.attach`) ends the run."""
+    termination = Termination()
+    if stop is not None:
+        termination.attach(stop)
+    return termination

@@ -35,3 +35,7 @@ class FencedError(StreamingError):
 
 class BrokerUnavailable(StreamingError):
     """The broker did not answer within the deadline."""
+
+
+class StuckCall(StreamingError):
+    """A client call blocked past its deadline; the client it was made on must be replaced."""

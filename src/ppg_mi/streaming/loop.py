@@ -2,7 +2,7 @@
 
 One transaction per micro-batch::
 
-    consume ≤ batch_max_records (waiting ≤ batch_max_wait_ms)
+    take the records already fetched, ≤ batch_max_records (waiting ≤ batch_max_wait_ms for one)
     drop records of partitions revoked meanwhile
     begin_transaction
       produce one output or one dead letter per input record
@@ -14,11 +14,13 @@ Errors are handled as librdkafka's transactional API asks: a *retriable* error o
 or a failed ``send_offsets_to_transaction``) aborts the transaction and rewinds the
 consumer to the batch's first offsets, so the batch is done again; a *fatal* one (the
 producer was fenced by a newer process with the same transactional id) raises
-:class:`FencedError` and the process exits non-zero.
+:class:`FencedError` and the process exits non-zero.  A call that blocks past its own
+timeout (a librdkafka bug after a broker restart) is abandoned: a new producer with the
+same transactional id fences the stuck one, aborts its transaction, and the batch is redone.
 
 Input is read ``read_committed`` and offsets are committed only inside the
 transaction, so an input record leads to exactly one output or dead letter across
-crashes and rebalances.  Rebalance callbacks run only inside ``consume()``, when no
+crashes and rebalances.  Rebalance callbacks run only inside ``poll()``/``consume()``, when no
 transaction is open, so a revoked partition never has uncommitted work in flight.
 
 The loop knows nothing of PPG: a :class:`Processor` maps a batch of input records to
@@ -38,17 +40,17 @@ from typing import Callable, Protocol, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ..config import Settings
+from .bounded import call_with_deadline
 from .clients import transactional_consumer_config, transactional_producer_config
 from .dlq import dead_letter_headers
-from .exceptions import FencedError
+from .exceptions import FencedError, StuckCall
 
 log = logging.getLogger(__name__)
 
 #: timeout of one transactional call while the loop runs normally (it is retried after it)
 CALL_TIMEOUT_S = 10.0
-#: a transactional call blocked this long is stuck (librdkafka did not honour its timeout):
-#: the process exits 1 so that its supervisor restarts it with fresh clients
-STUCK_CALL_S = 3 * CALL_TIMEOUT_S
+#: grace beyond a call's own timeout after which it is stuck and its producer is replaced
+STUCK_GRACE_S = 5.0
 #: bytes of an oversized record's value kept in its dead letter
 DLQ_TRUNCATE_BYTES = 1024
 
@@ -135,11 +137,10 @@ class StageLoop:
         consumer_cfg["stats_cb"] = self._on_stats
         consumer_cfg["error_cb"] = self._on_error
         self.consumer = Consumer(consumer_cfg)
-        producer_cfg = transactional_producer_config(settings, role)
-        producer_cfg["error_cb"] = self._on_error
-        self.producer = Producer(producer_cfg)
+        self.producer = self._new_producer()
+        #: producers replaced because a call of theirs was stuck (they stay blocked in their thread)
+        self.producers_replaced = 0
         self._assigned: set[tuple[str, int]] = set()
-        self._call_started: float | None = None  # when the transactional call in progress began
         self._closed = threading.Event()  # the consumer left the group and the producer flushed
 
     # --- lifecycle -----------------------------------------------------------
@@ -164,7 +165,6 @@ class StageLoop:
         return self._stop.is_set()
 
     def run(self) -> None:
-        threading.Thread(target=self._watch_calls, name=f"{self.role}-stuck-call-watchdog", daemon=True).start()
         self._init_transactions()
         self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
@@ -174,11 +174,7 @@ class StageLoop:
             while not self._stop.is_set():
                 self.observer.heartbeat()
                 self.processor.between_batches()
-                messages = self.consumer.consume(
-                    num_messages=self.settings.batch_max_records,
-                    timeout=self.settings.batch_max_wait_ms / 1000,
-                )
-                batch = self._owned(self._records(messages))
+                batch = self._owned(self._records(self._next_messages()))
                 if batch:
                     self._process_batch(batch)
         except FencedError as exc:
@@ -188,14 +184,35 @@ class StageLoop:
         finally:
             self._close()
 
+    def _next_messages(self) -> list[Message]:
+        """Wait up to ``batch_max_wait_ms`` for one record, then add those already fetched.
+
+        Batches are self-clocking: as large as what arrived while the previous one was being
+        processed (up to ``batch_max_records``), plus what arrives within ``batch_fill_ms``
+        (0 by default).  ``consume(n, wait)`` alone would wait the whole ``wait`` unless ``n``
+        records arrive, adding that wait to every record's latency below full load.
+        """
+        first = self.consumer.poll(self.settings.batch_max_wait_ms / 1000)
+        if first is None:
+            return []
+        more = self.settings.batch_max_records - 1
+        if not more:
+            return [first]
+        return [first, *self.consumer.consume(num_messages=more, timeout=self.settings.batch_fill_ms / 1000)]
+
     def _init_transactions(self) -> None:
         # retried: at start-up the broker may still be coming up.  This call also aborts
         # a transaction a killed predecessor with the same transactional id left open.
         deadline = time.monotonic() + 120
         while True:
             try:
-                self.producer.init_transactions(CALL_TIMEOUT_S)
+                self._bounded(self.producer.init_transactions, CALL_TIMEOUT_S)
                 return
+            except StuckCall as exc:
+                if time.monotonic() > deadline or self._stop.is_set():
+                    raise
+                log.warning("init_transactions stuck; retrying with a new producer", extra={"error": str(exc)})
+                self.producer = self._new_producer()
             except KafkaException as exc:
                 err = exc.args[0]
                 if not err.retriable() or time.monotonic() > deadline or self._stop.is_set():
@@ -215,22 +232,29 @@ class StageLoop:
         """Seconds a blocking call may take: CALL_TIMEOUT_S, less once shutting down."""
         return max(0.1, min(CALL_TIMEOUT_S, self._stop_deadline - time.monotonic()))
 
-    def _watch_calls(self) -> None:
-        while True:
-            time.sleep(1.0)
-            started = self._call_started
-            if started is not None and time.monotonic() - started > STUCK_CALL_S:
-                log.error("transactional call stuck beyond its timeout; exiting so that the process is restarted",
-                          extra={"stage": self.role, "seconds": round(time.monotonic() - started, 1)})
-                logging.shutdown()
-                os._exit(1)
+    def _new_producer(self) -> Producer:
+        cfg = transactional_producer_config(self.settings, self.role)
+        cfg["error_cb"] = self._on_error
+        return Producer(cfg)
 
-    def _guarded(self, call: Callable[[], None]) -> None:
-        self._call_started = time.monotonic()
-        try:
-            call()
-        finally:
-            self._call_started = None
+    def _bounded(self, call: Callable[[float], object], timeout: float, what: str = "") -> None:
+        """``call(timeout)``, abandoned as stuck if it overruns by :data:`STUCK_GRACE_S`
+        (raises :class:`StuckCall`)."""
+        name = what or getattr(call, "__name__", "call")
+        call_with_deadline(lambda: call(timeout), timeout + STUCK_GRACE_S, f"{self.role} {name}")
+
+    def _replace_stuck_producer(self, exc: StuckCall) -> None:
+        """Give up a producer whose call is stuck, without giving up the process.
+
+        The new producer has the same transactional id, so its ``init_transactions`` bumps
+        the epoch: the stuck producer is fenced (nothing it still holds can commit) and its
+        open transaction is aborted.  The caller then redoes the batch.
+        """
+        self.producers_replaced += 1
+        log.error("transactional call stuck beyond its timeout; replacing the producer",
+                  extra={"stage": self.role, "error": str(exc), "replaced": self.producers_replaced})
+        self.producer = self._new_producer()
+        self._init_transactions()
 
     def _overdue(self) -> None:
         # the stream's state is clean once the loop closed; only the rest of the teardown was slow
@@ -257,7 +281,7 @@ class StageLoop:
         return records
 
     def _owned(self, records: list[InputRecord]) -> list[InputRecord]:
-        """Drop records of partitions revoked by a rebalance served in the same ``consume()``.
+        """Drop records of partitions revoked by a rebalance served while the batch was fetched.
 
         Their new owner resumes from the committed offset; committing them here too would
         hand one record to two transactions.
@@ -303,6 +327,11 @@ class StageLoop:
         outcomes = self._outcomes(batch)
         try:
             self._transact(batch, outcomes)
+        except StuckCall as exc:
+            self._replace_stuck_producer(exc)
+            self._rewind(batch)
+            self.observer.transaction("stuck")
+            return
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():
@@ -330,13 +359,12 @@ class StageLoop:
                 self._produce(self.output_topic, outcome.key, outcome.value, outcome.headers)
             else:
                 self._dead_letter(record, outcome)
-        # Not retried: after a transport failure (broker restarting) a repeated
-        # send_offsets_to_transaction was seen to block far beyond its timeout with
-        # librdkafka 2.16; aborting and redoing the batch is always safe.
-        offsets = _next_offsets(batch)
-        self._guarded(lambda: self.producer.send_offsets_to_transaction(
-            offsets, self.consumer.consumer_group_metadata(), self._remaining()))
-        self._retrying(lambda: self._guarded(lambda: self.producer.commit_transaction(self._remaining())))
+        # Not retried: an error here aborts and redoes the batch, which is always safe.
+        offsets, group = _next_offsets(batch), self.consumer.consumer_group_metadata()
+        producer = self.producer
+        self._bounded(lambda timeout: producer.send_offsets_to_transaction(offsets, group, timeout),
+                      self._remaining(), "send_offsets_to_transaction")
+        self._retrying(lambda: self._bounded(producer.commit_transaction, self._remaining()))
 
     def _dead_letter(self, record: InputRecord, letter: DeadLetter) -> None:
         log.warning("dead letter", extra={"stage": self.role, "record_id": record.record_id,
@@ -375,7 +403,10 @@ class StageLoop:
     def _abort(self) -> None:
         while True:
             try:
-                self.producer.abort_transaction(self._remaining())
+                self._bounded(self.producer.abort_transaction, self._remaining())
+                return
+            except StuckCall as exc:
+                self._replace_stuck_producer(exc)  # its init_transactions aborts the transaction
                 return
             except KafkaException as exc:
                 err = exc.args[0]
@@ -400,7 +431,7 @@ class StageLoop:
             except KafkaException as exc:
                 log.warning("rewind failed", extra={"partition": partition, "error": str(exc)})
 
-    # --- callbacks (served inside consume(), never during a transaction) ----------
+    # --- callbacks (served inside poll() and consume(), never during a transaction) ----------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assigned |= {(p.topic, p.partition) for p in partitions}
         self.observer.assigned(len(self._assigned))

@@ -220,3 +220,15 @@ def test_fenced_process_exits_non_zero_and_its_successor_finishes(settings: Sett
         assert new.proc.poll() is None
     finally:
         stop_all(old, *([new] if new else []))
+
+
+def test_sigterm_during_model_load_exits_0(settings: Settings, tmp_path: Path) -> None:
+    """A pod stopped while it starts (scale-down during a rollout) exits 0 at once, nothing in flight."""
+    clf = start(settings, "classify", "classifier-early", tmp_path)
+    try:
+        # the endpoints come up before the model loads; stop the process as soon as they answer
+        wait_for(lambda: '"endpoints ready"' in clf.log(), 60, interval=0.05, what="the classifier's endpoints")
+        assert clf.terminate(timeout=10) == 0, clf.log()
+        assert '"shutdown requested"' in clf.log()
+    finally:
+        stop_all(clf)

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chart", default="helm/ppg-mi", help="chart directory to write files/ under")
 
     p = add("bench", cmd_bench, "Benchmark the pipeline against the limits of its parts; writes docs/performance.*")
-    p.add_argument("--records", type=int, help="records per end-to-end run (default 2400, 600 with --quick)")
+    p.add_argument("--records", type=int, help="records per end-to-end run (default 6000, 600 with --quick)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
     p.add_argument("--out-json", default="docs/performance.json", help="JSON report path")
     p.add_argument("--out-md", default="docs/performance.md", help="Markdown report path")

@@ -19,6 +19,8 @@ def test_bad_values_name_the_variable() -> None:
         Settings.from_env({"PPG_MI_TOPIC_PARTITIONS": "many"})
     with pytest.raises(ConfigError, match="band-pass"):
         Settings.from_env({"PPG_MI_FILTER_HIGH_HZ": "100"})
+    with pytest.raises(ConfigError, match="PPG_MI_COMPRESSION must be one of none, lz4"):
+        Settings.from_env({"PPG_MI_COMPRESSION": "lzma"})
 
 
 def test_local_broker_is_the_default_bootstrap() -> None:

@@ -53,16 +53,17 @@ def _run(cmd: list[str], timeout: float) -> str:
 
 def producer_limit(settings: Settings, topic: str, records: int, record_bytes: int,
                    timeout: float = 300) -> dict[str, Any]:
-    """ProducerPerformance with the pipeline producer's settings (idempotent, acks=all, lz4, linger 20 ms)."""
+    """ProducerPerformance with the pipeline producer's settings (idempotent, acks=all, its compression, linger 20 ms)."""
     cmd = kafka_tool(settings, PRODUCER_MAIN, "--topic", topic, "--num-records", str(records),
                      "--record-size", str(record_bytes), "--throughput", "-1",
                      # the JVM's and the connection's start-up is not the broker's limit
                      "--warmup-records", str(records // 5),
                      "--command-property", f"bootstrap.servers={settings.bootstrap_servers}", "acks=all",
-                     "enable.idempotence=true", "compression.type=lz4", "linger.ms=20",
+                     "enable.idempotence=true", f"compression.type={settings.compression}", "linger.ms=20",
                      heap="512m")
     out = parse_producer_output(_run(cmd, timeout))
-    out["note"] = (f"{record_bytes}-byte random records, acks=all, idempotent, lz4, linger 20 ms; "
+    out["note"] = (f"{record_bytes}-byte random records, acks=all, idempotent, compression {settings.compression}, "
+                   "linger 20 ms; "
                    f"steady state after {records // 5} warm-up records")
     return out
 

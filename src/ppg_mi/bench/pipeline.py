@@ -119,6 +119,7 @@ class PredictionReader(threading.Thread):
         super().__init__(daemon=True, name="bench-reader")
         self.settings = settings
         self.produced_us: list[int] = []
+        self.filtered_us: list[int] = []
         self.predicted_us: list[int] = []
         self.assigned = threading.Event()
         self._halt = threading.Event()
@@ -144,6 +145,7 @@ class PredictionReader(threading.Thread):
                         continue
                     p = decode_prediction(m.value())
                     self.produced_us.append(p.produced_us)
+                    self.filtered_us.append(p.filtered_us)
                     self.predicted_us.append(p.predicted_us)
         finally:
             consumer.close()
@@ -210,14 +212,16 @@ def _stop(children: list[Child]) -> None:
 
 
 def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int, classifiers: int,
-                 rate: float = 0.0, seed: int = 0, extra_env: dict[str, str] | None = None,
+                 rate: float = 0.0, warm_up_s: float = 0.0, seed: int = 0, extra_env: dict[str, str] | None = None,
                  stage_env: dict[str, str] | None = None,
                  timeout: float = 900, stall_s: float = 120, progress: Progress = print, label: str = "") -> dict[str, Any]:
     """Stream ``records`` synthetic recordings through filter and ``classifiers`` classifiers.
 
     ``rate`` 0 sends as fast as possible (a backlog: the sustained rate); a positive rate
     paces the producer (the latency run).  ``extra_env`` goes to the classifiers only,
-    ``stage_env`` to the filter and the classifiers.
+    ``stage_env`` to the filter and the classifiers.  ``latency_s`` covers the records produced
+    ``warm_up_s`` or more after the first (steady state); ``latency_cold_s`` covers all of them,
+    including the ramp from an idle pipeline.
     """
     tag = uuid.uuid4().hex[:8]
     settings = run_settings(base, tag, models_dir)
@@ -275,6 +279,11 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         batches = sum(c.metric("ppg_mi_batch_size_records_count") for c in classifier_children)
         batch_records = sum(c.metric("ppg_mi_batch_size_records_sum") for c in classifier_children)
         dead = sum(c.metric("ppg_mi_records_dead_lettered_total") for c in consumers)
+        commit_ms = {}
+        for role, members in (("filter", [filt]), ("classifier", classifier_children)):
+            n = sum(c.metric("ppg_mi_transaction_seconds_count") for c in members)
+            total = sum(c.metric("ppg_mi_transaction_seconds_sum") for c in members)
+            commit_ms[role] = 1000 * total / n if n else None
     finally:
         _stop(children)
         monitor.stop()
@@ -285,12 +294,21 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
             pass
 
     predicted_s = [t / 1e6 for t in reader.predicted_us]
-    latencies = [(b - a) / 1e6 for a, b in zip(reader.produced_us, reader.predicted_us)]
+    first_us = min(reader.produced_us, default=0)
+    steady = [i for i, t in enumerate(reader.produced_us) if t - first_us >= warm_up_s * 1e6]
+    cold = [(b - a) / 1e6 for a, b in zip(reader.produced_us, reader.predicted_us)]
+    latencies = [cold[i] for i in steady]
     lo, hi, inside = steady_window(predicted_s)
     cpu = sum(delta_between(c.cpu, lo, hi) for c in classifier_children)
     lat = percentiles(latencies)
     lat["max"] = max(latencies) if latencies else float("nan")
     lat["mean"] = sum(latencies) / len(latencies) if latencies else float("nan")
+    # where the time goes: producer → filter's stamp, then filter's stamp → classifier's stamp
+    # (which includes the filter's commit and the read_committed hand-over)
+    segments = {
+        "produced_to_filtered": percentiles([(reader.filtered_us[i] - reader.produced_us[i]) / 1e6 for i in steady]),
+        "filtered_to_predicted": percentiles([(reader.predicted_us[i] - reader.filtered_us[i]) / 1e6 for i in steady]),
+    }
     return {
         "records": reader.count,
         "classifiers": classifiers,
@@ -303,6 +321,11 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         "classifier_mean_batch": batch_records / batches if batches else None,
         "dead_letters": dead,
         "latency_s": lat,
+        "latency_segments_s": segments,
+        "latency_cold_s": {**percentiles(cold), "max": max(cold, default=float("nan"))},
+        "latency_records": len(latencies),
+        "warm_up_s": warm_up_s,
+        "commit_ms": commit_ms,
         "peak_rss_mb": {c.name.rsplit("-", 1)[0]: c.peak_rss / 2**20 for c in children},
         "extra_env": {**(stage_env or {}), **(extra_env or {})},
     }

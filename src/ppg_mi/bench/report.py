@@ -225,6 +225,20 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("CPU share = CPU seconds per wall second of the measuring process: below 1 for single-threaded work "
         "means other processes on the machine took the rest of the core; above 1, threads ran in parallel.")
     add("")
+    txn = limits.get("transactions") or {}
+    if txn:
+        add("Transactions opened back to back (begin, one record, `send_offsets_to_transaction`, "
+            "`commit_transaction`), the stages' producer configuration, per transaction:")
+        add("")
+        add("| retry backoff | transactions | p50 (ms) | p95 (ms) | send_offsets p50 (ms) | commit p50 (ms) |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for key, label in (("configured", "as configured"), ("librdkafka_default", "librdkafka's default")):
+            e = txn.get(key)
+            if e:
+                add(f"| {label}: {e['retry_backoff_ms']} ms | {e['transactions']} | {_num(e['total_ms']['p50'], 1)} | "
+                    f"{_num(e['total_ms']['p95'], 1)} | {_num(e['send_offsets_ms']['p50'], 1)} | "
+                    f"{_num(e['commit_ms']['p50'], 1)} |")
+        add("")
 
     add("## End to end: producer → filter → classifier → predictions (real processes)")
     add("")
@@ -232,9 +246,11 @@ def render_markdown(results: dict[str, Any]) -> str:
     add("| --- | ---: | ---: | ---: | ---: | --- |")
     for key, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers"),
                        ("one_classifier_before", "one classifier, before the BLAS fix"),
+                       ("one_classifier_lz4", "one classifier, before the compression fix"),
                        ("latency", "half load (latency)"),
+                       ("latency_before_backoff", "half load, before the retry-backoff fix"),
                        ("latency_before_batching", "half load, before the batching fix"),
-                       ("latency_before", "half load, before both fixes")):
+                       ("latency_before", "half load, before all four fixes")):
         run = pipeline.get(key)
         if not run:
             continue
@@ -243,21 +259,34 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{_num(run.get('classifier_records_per_cpu_s'))} | {_num(run.get('classifier_mean_batch'), 0)} | {rss} |")
     latency_runs = [(k, label) for k, label in (
         ("latency", "as configured"),
+        ("latency_before_backoff", "before the retry-backoff fix: PPG_MI_TRANSACTION_RETRY_BACKOFF_MS=100"),
         ("latency_before_batching", "before the batching fix: PPG_MI_BATCH_FILL_MS=200"),
-        ("latency_before", "before both fixes: also PPG_MI_CLASSIFIER_BLAS_THREADS=0")) if pipeline.get(k)]
+        ("latency_before", "before all four fixes: both, PPG_MI_CLASSIFIER_BLAS_THREADS=0 and PPG_MI_COMPRESSION=lz4")) if pipeline.get(k)]
     if latency_runs:
         first = pipeline[latency_runs[0][0]]
         add("")
         add(f"Latency, produced → predicted, at {_num(first.get('rate'), 1)} records/s offered (half of the "
-            "one-classifier sustained rate):")
+            f"one-classifier sustained rate). The percentiles cover the records produced after the first "
+            f"{_num(first.get('warm_up_s'), 0)} s (steady state); *from idle* is the p99 of all records, including "
+            "the ramp from an idle pipeline, when the first batches are tiny, each pays a whole transaction, and "
+            "the backlog they leave drains with only half the capacity spare. Segments: producer → the filter's "
+            "stamp, and the filter's stamp → the classifier's (which includes the filter's commit). Mean commit = "
+            "`send_offsets_to_transaction` + `commit_transaction` per transaction.")
         add("")
-        add("| half-load run | records | p50 (s) | p95 (s) | p99 (s) | max (s) |")
-        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        add("| half-load run | records | p50 (s) | p95 (s) | p99 (s) | max (s) | p99 from idle (s) | "
+            "p50 → filter / → classifier (s) | mean commit filter / classifier (ms) |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for key, label in latency_runs:
             run = pipeline[key]
             ls = run.get("latency_s", {})
-            add(f"| {label} | {run.get('records')} | {_num(ls.get('p50'), 3)} | {_num(ls.get('p95'), 3)} | "
-                f"**{_num(ls.get('p99'), 3)}** | {_num(ls.get('max'), 3)} |")
+            seg = run.get("latency_segments_s", {})
+            commit = run.get("commit_ms", {})
+            add(f"| {label} | {run.get('latency_records', run.get('records'))} | {_num(ls.get('p50'), 3)} | "
+                f"{_num(ls.get('p95'), 3)} | **{_num(ls.get('p99'), 3)}** | {_num(ls.get('max'), 3)} | "
+                f"{_num(run.get('latency_cold_s', {}).get('p99'), 3)} | "
+                f"{_num(seg.get('produced_to_filtered', {}).get('p50'), 3)} / "
+                f"{_num(seg.get('filtered_to_predicted', {}).get('p50'), 3)} | "
+                f"{_num(commit.get('filter'), 0)} / {_num(commit.get('classifier'), 0)} |")
     add("")
     add("Sustained records/s are taken between the 10th and 90th percentile of the prediction times "
         "(start-up and the tail excluded); CPU seconds are read from `/proc` (psutil) at the same moments.")

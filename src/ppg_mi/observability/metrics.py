@@ -38,6 +38,10 @@ BATCH_SECONDS = Histogram(
 TRANSACTIONS = Counter(
     "ppg_mi_transactions", "Kafka transactions by outcome (committed, aborted, stuck).", ["stage", "outcome"]
 )
+TRANSACTION_SECONDS = Histogram(
+    "ppg_mi_transaction_seconds", "Time to commit one transaction: send_offsets_to_transaction + commit_transaction.",
+    ["stage"], buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 10),
+)
 CONSUMER_LAG = Gauge(
     "ppg_mi_consumer_lag_records",
     "Committed lag of the stage's consumer group: last stable offset minus the group's committed offset "
@@ -99,6 +103,9 @@ class StageMetrics:
 
     def transaction(self, outcome: str) -> None:
         TRANSACTIONS.labels(self.stage, outcome).inc()
+
+    def transaction_seconds(self, seconds: float) -> None:
+        TRANSACTION_SECONDS.labels(self.stage).observe(seconds)
 
     def lag(self, topic: str, partition: int, lag: int) -> None:
         """librdkafka's ``consumer_lag``, when it reports one: deliberately not exported.

@@ -44,7 +44,7 @@ def idempotent_producer_config(settings: Settings) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,
-        "compression.type": "lz4",
+        "compression.type": settings.compression,
         "message.max.bytes": settings.max_message_bytes + 4096,
         "queue.buffering.max.kbytes": 65536,
         "message.timeout.ms": settings.producer_delivery_timeout_ms,
@@ -60,6 +60,10 @@ def transactional_producer_config(settings: Settings, role: str) -> dict[str, An
         # librdkafka requires a record's delivery timeout to fit inside the transaction's
         "message.timeout.ms": min(settings.producer_delivery_timeout_ms, settings.transaction_timeout_ms),
         "linger.ms": 5,
+        # A transaction begun right after a commit is refused (CONCURRENT_TRANSACTIONS) until the
+        # broker has written the previous one's markers, a few ms; librdkafka then retries after
+        # retry.backoff.ms. Its 100 ms default cost the filter ~90 ms per transaction (docs/performance.md).
+        "retry.backoff.ms": settings.transaction_retry_backoff_ms,
         # one batch's outputs at most are in flight; the cap only bounds a pathological batch
         "queue.buffering.max.kbytes": 32768,
     }

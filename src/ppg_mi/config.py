@@ -126,7 +126,7 @@ class Settings:
     metrics_port: int = _setting(9464, "Port of /metrics, /healthz and /readyz; 0 disables the server.")
     metrics_host: str = _setting("0.0.0.0", "Address the metrics server binds.")
     liveness_timeout_s: float = _setting(30.0, "/healthz fails when the main loop has not turned for this long.")
-    lag_interval_s: float = _setting(5.0, "How often a consuming stage queries its group's committed lag (Admin API).")
+    lag_interval_s: float = _setting(5.0, "How often a consuming stage queries its group's committed lag.")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting("auto", "json, text, or auto (text on a terminal, JSON otherwise).")
 

@@ -177,3 +177,57 @@ def test_a_fix_that_looks_worse_in_a_noisy_run_says_so() -> None:
     wait = next(f for f in fixes if "batch window" in f["title"])
     assert "worse for: p50 latency at half load; p99 latency at half load" in wait["status"]
     assert "from 1.0 to 2.0" in wait["status"]
+
+
+def test_cpu_shares_split_the_window_between_roles_and_the_rest() -> None:
+    from pathlib import Path
+
+    from ppg_mi.bench.pipeline import Child, cpu_shares
+
+    def child(name: str, cpu_per_s: float) -> Child:
+        c = Child(name, None, 0, Path("/dev/null"))  # type: ignore[arg-type]
+        c.cpu = [(t, cpu_per_s * t) for t in (0.0, 10.0, 20.0)]
+        return c
+
+    kids = [child("classifier-1-ab", 0.8), child("classifier-2-ab", 0.7), child("filter-ab", 0.2),
+            child("producer-ab", 0.1)]
+    machine = [(t, 1.9 * t) for t in (0.0, 20.0)]
+    shares = cpu_shares(kids, machine, 5.0, 15.0)
+    assert shares["classifier"] == pytest.approx(1.5)
+    assert shares["filter"] == pytest.approx(0.2) and shares["producer"] == pytest.approx(0.1)
+    assert shares["machine"] == pytest.approx(1.9)
+    assert shares["other"] == pytest.approx(0.1)
+    assert cpu_shares(kids, machine, 5.0, 5.0) == {}
+
+
+def test_the_one_classifier_ratio_is_taken_apart() -> None:
+    from ppg_mi.bench.report import where_the_rate_goes
+
+    results = _results()
+    results["pipeline"]["one_classifier"].update({
+        "cpu_share_in_window": {"classifier": 0.9, "filter": 0.3, "producer": 0.4, "other": 0.3, "machine": 1.9},
+        "commit_ms": {"classifier": 40.0}, "classifier_mean_batch": 170.0})
+    ratios = compute_ratios(results)
+    assert ratios["classifier_transaction_share_one"] == pytest.approx(170 / 170 * 0.040)
+    lines = where_the_rate_goes(results, ratios)
+    assert lines[0].startswith("End to end / slowest stage = ") and "0.90 × 94 % ≈ 84 %" in lines[0]
+    assert "classifier 0.90, filter 0.30, producer 0.40, other 0.30" in lines[1]
+    assert "batches were full" not in lines[1]  # no batch limit in the run's meta
+    results["meta"]["batch_max_records"] = 180
+    assert "batches were full (mean 170 of at most 180)" in where_the_rate_goes(results, ratios)[1]
+    assert "took 4 %" in lines[2]
+    del results["pipeline"]["one_classifier"]["cpu_share_in_window"]
+    assert where_the_rate_goes(results, compute_ratios(results)) == []
+
+
+def test_a_missed_end_to_end_target_names_what_stands_in_the_way() -> None:
+    from ppg_mi.bench.findings import fixes_and_notes
+
+    results = _results()
+    results["pipeline"]["one_classifier"]["cpu_share_in_window"] = {"classifier": 0.8}
+    _, notes = fixes_and_notes(results)
+    assert not any("short of 80 %" in n for n in notes)  # 85 %: met
+    results["pipeline"]["one_classifier"]["records_per_s"] = 150.0
+    _, notes = fixes_and_notes(results)
+    assert any("reaches 75 % of the slowest stage's limit, short of 80 %" in n and "only 0.80 of a CPU" in n
+               for n in notes)

@@ -77,13 +77,20 @@ def spawn(settings: Settings, name: str, args: list[str], log_dir: Path, extra_e
     return Child(name, proc, port, log)
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent working (all CPUs; idle, I/O wait and steal excluded)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+
+
 class Monitor(threading.Thread):
-    """Polls RSS (peak) and cumulative CPU seconds of every child."""
+    """Polls RSS (peak) and cumulative CPU seconds of every child, and the machine's busy CPU seconds."""
 
     def __init__(self, interval: float = 0.2) -> None:
         super().__init__(daemon=True, name="bench-monitor")
         self.interval = interval
         self.children: list[tuple[Child, psutil.Process]] = []
+        self.machine: list[tuple[float, float]] = []
         self._halt = threading.Event()
         self._lock = threading.Lock()
 
@@ -94,6 +101,7 @@ class Monitor(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             now = time.time()
+            self.machine.append((now, machine_busy_seconds()))
             with self._lock:
                 watched = list(self.children)
             for child, ps in watched:
@@ -211,6 +219,22 @@ def _stop(children: list[Child]) -> None:
             c.proc.wait(5)
 
 
+def cpu_shares(children: list[Child], machine: list[tuple[float, float]], lo: float, hi: float) -> dict[str, float]:
+    """CPUs each role used, on average, between ``lo`` and ``hi``: who had the machine while the
+    classifier worked.  ``other`` is the machine's busy CPU not used by the children: the broker,
+    the bench's own reader and whatever else ran."""
+    if hi <= lo or not machine:
+        return {}
+    shares: dict[str, float] = {}
+    for c in children:
+        if c.cpu:
+            role = "classifier" if c.name.startswith("classifier") else c.name.rsplit("-", 1)[0]
+            shares[role] = shares.get(role, 0.0) + delta_between(c.cpu, lo, hi) / (hi - lo)
+    shares["machine"] = delta_between(machine, lo, hi) / (hi - lo)
+    shares["other"] = max(shares["machine"] - sum(v for k, v in shares.items() if k != "machine"), 0.0)
+    return shares
+
+
 def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int, classifiers: int,
                  rate: float = 0.0, warm_up_s: float = 0.0, seed: int = 0, extra_env: dict[str, str] | None = None,
                  stage_env: dict[str, str] | None = None,
@@ -300,6 +324,7 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
     latencies = [cold[i] for i in steady]
     lo, hi, inside = steady_window(predicted_s)
     cpu = sum(delta_between(c.cpu, lo, hi) for c in classifier_children)
+    cpu_share = cpu_shares(children, monitor.machine, lo, hi)
     lat = percentiles(latencies)
     lat["max"] = max(latencies) if latencies else float("nan")
     lat["mean"] = sum(latencies) / len(latencies) if latencies else float("nan")
@@ -318,6 +343,7 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         "window_records": inside,
         "classifier_cpu_s_in_window": cpu,
         "classifier_records_per_cpu_s": inside / cpu if cpu > 0 else None,
+        "cpu_share_in_window": cpu_share,
         "classifier_mean_batch": batch_records / batches if batches else None,
         "dead_letters": dead,
         "latency_s": lat,

@@ -81,8 +81,52 @@ def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
         "classifier_efficiency_one": ratio(one.get("classifier_records_per_cpu_s"), model_cpu_rate(limits)),
         "classifier_efficiency_two": ratio(two.get("classifier_records_per_cpu_s"), model_cpu_rate(limits)),
         "two_over_one_classifier": ratio(two.get("records_per_s"), one.get("records_per_s")),
+        "classifier_cpu_share_one": (one.get("cpu_share_in_window") or {}).get("classifier"),
+        "classifier_transaction_share_one": transaction_share(one),
     }
     return out
+
+
+def transaction_share(run: dict[str, Any]) -> float | None:
+    """Fraction of the classifier's wall time spent committing: transactions per second × mean commit."""
+    commit_ms = (run.get("commit_ms") or {}).get("classifier")
+    batch = run.get("classifier_mean_batch")
+    rate = run.get("records_per_s")
+    if not commit_ms or not batch or not rate:
+        return None
+    return rate / batch * commit_ms / 1000
+
+
+def where_the_rate_goes(results: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
+    """The one-classifier ratio taken apart: the classifier's share of a CPU × its efficiency."""
+    one = results.get("pipeline", {}).get("one_classifier") or {}
+    shares = one.get("cpu_share_in_window") or {}
+    e2e, eff = ratios.get("e2e_over_slowest_one_classifier"), ratios.get("classifier_efficiency_one")
+    share = shares.get("classifier")
+    if e2e is None or eff is None or share is None:
+        return []
+    cpus = results.get("meta", {}).get("cpu_count")
+    lines = [
+        f"End to end / slowest stage = the classifier's share of a CPU while it worked × its records per "
+        f"CPU-second relative to the model alone: {_num(share, 2)} × {_pct(eff)} ≈ {_pct(share * eff)} "
+        f"(measured: {_pct(e2e)}).",
+        f"- CPUs in use in the one-classifier window, of {cpus}: {_num(shares.get('machine'), 2)} — classifier "
+        f"{_num(share, 2)}, filter {_num(shares.get('filter'), 2)}, producer {_num(shares.get('producer'), 2)}, "
+        f"other {_num(shares.get('other'), 2)} (the broker, the bench's prediction reader, anything else on the "
+        "machine).",
+    ]
+    batch, most = one.get("classifier_mean_batch"), results.get("meta", {}).get("batch_max_records")
+    if batch and most and batch >= 0.9 * most:
+        lines[-1] += (f" Its batches were full (mean {batch:.0f} of at most {most}): input was always waiting, "
+                      "so the CPU the classifier did not get went to the other processes, not to idling.")
+    txn = ratios.get("classifier_transaction_share_one")
+    if txn is not None:
+        lines.append(
+            f"- Of the classifier's time, committing transactions took {_pct(txn)} (transactions per second × mean "
+            f"commit, {_num((one.get('commit_ms') or {}).get('classifier'), 0)} ms per batch of "
+            f"{_num(one.get('classifier_mean_batch'), 0)}); decoding, validating, encoding and librdkafka's "
+            "threads take the rest of what is not `predict_proba`.")
+    return lines
 
 
 def peak_rss_mb(pipeline: dict[str, Any], role: str) -> float | None:
@@ -164,7 +208,8 @@ def render_markdown(results: dict[str, Any]) -> str:
                        ("load average at start (1/5/15 min)", "load_start"),
                        ("load average at end (1/5/15 min)", "load_end"),
                        ("model", "model_version"), ("record", "record_bytes"),
-                       ("partitions per topic", "partitions"), ("micro-batch", "batch")):
+                       ("partitions per topic", "partitions"), ("micro-batch", "batch"),
+                       ("broker warm-up (not reported)", "warm_up_records")):
         value = meta.get(key)
         if key == "memory_gb" and value is not None:
             value = f"{value:.1f} GB"
@@ -172,6 +217,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             value = f"{value:.0f} s"
         elif key.startswith("load_") and value is not None:
             value = " / ".join(f"{x:.2f}" for x in value)
+        elif key == "warm_up_records" and value is not None:
+            value = f"one pipeline run of {value} records before the measured ones (the JVM's compilation)"
         elif key == "record_bytes" and value is not None:
             value = f"{value} bytes ({meta.get('samples_per_record')} float32 samples + header)"
         add(f"| {label} | {_num(value) if isinstance(value, (int, float)) and key != 'cpu_count' else value} |")
@@ -202,6 +249,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     add(f"- codec: encode {_num(codec.get('encode_us'), 2)} µs + decode {_num(codec.get('decode_us'), 2)} µs = "
         f"**{_num(codec.get('encode_decode_us'), 2)} µs** per recording")
     add("")
+    breakdown = where_the_rate_goes(results, ratios)
+    if breakdown:
+        add("### Where the one-classifier rate goes")
+        add("")
+        for line in breakdown:
+            add(line)
+        add("")
 
     add("## Limits of the parts, alone")
     add("")
@@ -242,8 +296,14 @@ def render_markdown(results: dict[str, Any]) -> str:
 
     add("## End to end: producer → filter → classifier → predictions (real processes)")
     add("")
-    add("| run | records | records/s (steady) | classifier records per CPU-s | mean batch | peak RSS (MB) |")
-    add("| --- | ---: | ---: | ---: | ---: | --- |")
+    repeats = results.get("pipeline_runs") or {}
+    if any(len(v) > 1 for v in repeats.values()):
+        add(f"Each configuration ran {results.get('meta', {}).get('repeats')} times, the rounds interleaved (every "
+            "configuration once, then again), so that a drift of the machine favours none; the tables show the "
+            "best run (highest records/s; lowest p99 for the half-load runs), *each run* lists them all.")
+        add("")
+    add("| run | records | records/s (steady) | classifier records per CPU-s | mean batch | peak RSS (MB) | each run |")
+    add("| --- | ---: | ---: | ---: | ---: | --- | --- |")
     for key, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers"),
                        ("one_classifier_before", "one classifier, before the BLAS fix"),
                        ("one_classifier_lz4", "one classifier, before the compression fix"),
@@ -255,8 +315,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         if not run:
             continue
         rss = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(run.get("peak_rss_mb", {}).items()))
+        each = repeats.get(key) or []
+        if run.get("rate"):
+            each_text = "p99 " + " / ".join(f"{_num(r.get('p99_s'), 3)} s" for r in each)
+        else:
+            each_text = " / ".join(f"{_num(r.get('records_per_s'))}/s" for r in each)
         add(f"| {label} | {run.get('records')} | {_num(run.get('records_per_s'))} | "
-            f"{_num(run.get('classifier_records_per_cpu_s'))} | {_num(run.get('classifier_mean_batch'), 0)} | {rss} |")
+            f"{_num(run.get('classifier_records_per_cpu_s'))} | {_num(run.get('classifier_mean_batch'), 0)} | {rss} | "
+            f"{each_text if each else '—'} |")
     latency_runs = [(k, label) for k, label in (
         ("latency", "as configured"),
         ("latency_before_backoff", "before the retry-backoff fix: PPG_MI_TRANSACTION_RETRY_BACKOFF_MS=100"),
@@ -271,7 +337,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             "the ramp from an idle pipeline, when the first batches are tiny, each pays a whole transaction, and "
             "the backlog they leave drains with only half the capacity spare. Segments: producer → the filter's "
             "stamp, and the filter's stamp → the classifier's (which includes the filter's commit). Mean commit = "
-            "`send_offsets_to_transaction` + `commit_transaction` per transaction.")
+            "`send_offsets_to_transaction` + `commit_transaction` per transaction. In each round the as-configured run goes "
+            "first and the before runs after it, so what is left of the broker's warming favours the befores.")
         add("")
         add("| half-load run | records | p50 (s) | p95 (s) | p99 (s) | max (s) | p99 from idle (s) | "
             "p50 → filter / → classifier (s) | mean commit filter / classifier (ms) |")

@@ -82,7 +82,7 @@ PIPELINE = DashboardSpec(
         PanelSpec("Consumer lag per group", (
             _t(f"sum by (stage) ({LAG})", "{{stage}}"),
         ), unit="short", description=(
-            "Committed lag of each stage's consumer group (Admin API). Idle, the classifier's group shows 1 "
+            "Committed lag of each stage's consumer group, queried by the stage. Idle, the classifier's group shows 1 "
             "per partition: the commit marker of the filter's transactions (kedacore/keda#5675).")),
         PanelSpec("End-to-end latency (produced → predicted)", (
             _t(_quantile(0.5, "ppg_mi_end_to_end_latency_seconds"), "p50"),
@@ -101,6 +101,12 @@ PIPELINE = DashboardSpec(
         PanelSpec("Batch processing time p95", (
             _t(_quantile(0.95, "ppg_mi_batch_processing_seconds", "stage"), "{{stage}}"),
         ), unit="s", description="Consume → commit wall time of one micro-batch (one transaction)."),
+        PanelSpec("Transaction commit time p95", (
+            _t(_quantile(0.95, "ppg_mi_transaction_seconds", "stage"), "{{stage}}"),
+        ), unit="s", description=(
+            "send_offsets_to_transaction + commit_transaction of one batch: the per-batch price of exactly "
+            "once. Tens of ms on a healthy broker; ~100 ms means refused requests waiting out the retry "
+            "backoff (PPG_MI_TRANSACTION_RETRY_BACKOFF_MS).")),
         PanelSpec("Mean batch size", (
             _t(f"sum by (stage) (rate(ppg_mi_batch_size_records_sum[{RATE}])) / "
                f"sum by (stage) (rate(ppg_mi_batch_size_records_count[{RATE}]))", "{{stage}}"),
@@ -157,7 +163,7 @@ KAFKA = DashboardSpec(
     panels=(
         PanelSpec("Committed lag per partition (ppg-mi)", (
             _t(LAG, "{{stage}} {{topic}}/{{partition}}"),
-        ), description="From each stage's Admin API query; 1 per idle partition of ppg.filtered is the "
+        ), description="From each stage's lag query; 1 per idle partition of ppg.filtered is the "
                        "transaction marker (kedacore/keda#5675)."),
         PanelSpec("Consumer group lag (kafka-exporter)", (
             _t('sum by (consumergroup, topic) (kafka_consumergroup_lag{consumergroup=~"ppg-mi.*"})',
@@ -175,7 +181,7 @@ KAFKA = DashboardSpec(
         ), kind="stat", description=EXPORTER_NOTE, exporter_only=True),
         PanelSpec("Lag queries (ppg-mi)", (
             _t(f"sum by (stage, outcome) (rate(ppg_mi_consumer_lag_queries_total[{RATE}]))", "{{stage}} {{outcome}}"),
-        ), unit="ops", description="Admin API lag queries of the consuming stages; errors mean the broker "
+        ), unit="ops", description="Lag queries of the consuming stages; errors mean the broker "
                                    "did not answer them."),
     ),
 )

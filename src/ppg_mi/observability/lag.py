@@ -1,4 +1,4 @@
-"""Committed consumer-group lag per partition, from the Admin API.
+"""Committed consumer-group lag per partition: last stable offset minus the group's committed offset.
 
 Why not librdkafka's statistics: ``consumer_lag`` there is measured against the offset
 the *consumer* committed, and in the transactional loop the *producer* commits the

@@ -45,11 +45,11 @@ TRANSACTION_SECONDS = Histogram(
 CONSUMER_LAG = Gauge(
     "ppg_mi_consumer_lag_records",
     "Committed lag of the stage's consumer group: last stable offset minus the group's committed offset "
-    "(Admin API). An idle partition of a transactionally written topic shows 1: the commit marker.",
+    "(queried by the stage). An idle partition of a transactionally written topic shows 1: the commit marker.",
     ["stage", "topic", "partition"],
 )
 LAG_SCRAPES = Counter(
-    "ppg_mi_consumer_lag_queries", "Admin API lag queries by outcome (ok, error).", ["stage", "outcome"]
+    "ppg_mi_consumer_lag_queries", "Lag queries by outcome (ok, error).", ["stage", "outcome"]
 )
 ASSIGNED_PARTITIONS = Gauge("ppg_mi_assigned_partitions", "Partitions assigned to this process.", ["stage"])
 LAST_LOOP = Gauge("ppg_mi_loop_last_turn_timestamp_seconds", "When the main loop last turned.", ["stage"])
@@ -114,7 +114,7 @@ class StageMetrics:
         transactional loop the producer commits the offsets, so the consumer never learns
         them and the statistic stays -1 (the loop skips it).  Were a number to arrive it
         would be measured against a stale offset, so the committed lag comes from
-        :class:`ppg_mi.observability.lag.GroupLagMonitor` (the Admin API) instead: the same
+        :class:`ppg_mi.observability.lag.GroupLagMonitor` (last stable offsets and the group's committed offsets) instead: the same
         number KEDA and Strimzi's kafka-exporter compute.
         """
         return None

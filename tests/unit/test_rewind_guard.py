@@ -1,25 +1,35 @@
-"""After a rewind, a partition's records count only from the rewind's offset on (seek() can be lost)."""
+"""After an abort, every owned partition is rewound to its committed offset, and its records
+count again only from there (seek() can be lost)."""
 
 from __future__ import annotations
 
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, TopicPartition
+
 from ppg_mi.config import Settings
 from ppg_mi.local.kafka import free_port
-from ppg_mi.streaming.loop import InputRecord, NullObserver, StageLoop
+from ppg_mi.streaming.loop import InputRecord, NullObserver, RewindPoint, StageLoop
 
 
 class RecordingConsumer:
-    def __init__(self) -> None:
+    """Answers committed() from a dict and records seeks; nothing else is called."""
+
+    def __init__(self, committed: dict[int, int]) -> None:
+        self.committed_offsets = committed
         self.seeks: list[tuple[str, int, int]] = []
 
-    def seek(self, tp) -> None:  # noqa: ANN001
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, OFFSET_INVALID))
+                for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
         self.seeks.append((tp.topic, tp.partition, tp.offset))
 
 
-def _loop() -> StageLoop:
+def _loop(committed: dict[int, int]) -> StageLoop:
     # nothing listens on the port: the clients are created but never used
     settings = Settings.from_env({}, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}")
     loop = StageLoop(settings, "test", "in", "out", "group", processor=None, observer=NullObserver())  # type: ignore[arg-type]
-    loop.consumer = RecordingConsumer()  # type: ignore[assignment]
+    loop.consumer = RecordingConsumer(committed)  # type: ignore[assignment]
     loop._assigned = {("in", 0), ("in", 1)}
     return loop
 
@@ -28,33 +38,69 @@ def rec(partition: int, offset: int) -> InputRecord:
     return InputRecord(b"k", b"v", "in", partition, offset, 0)
 
 
-def test_records_resume_at_the_rewind_offset() -> None:
-    loop = _loop()
+def offsets(records: list[InputRecord]) -> list[tuple[int, int]]:
+    return [(r.partition, r.offset) for r in records]
+
+
+def test_an_aborted_batch_is_redone_from_the_committed_offsets() -> None:
+    loop = _loop({0: 40, 1: 7})
     loop._rewind([rec(0, 40), rec(0, 41), rec(1, 7)])
-    assert loop.consumer.seeks == [("in", 0, 40), ("in", 1, 7)]
+    assert sorted(loop.consumer.seeks) == [("in", 0, 40), ("in", 1, 7)]
     # partition 0 resumed where it should; partition 1 came back from the position before the seek
     kept = loop._from_rewind_points([rec(0, 40), rec(0, 41), rec(1, 9), rec(1, 10)])
-    assert [(r.partition, r.offset) for r in kept] == [(0, 40), (0, 41)]
+    assert offsets(kept) == [(0, 40), (0, 41)]
     assert loop.consumer.seeks[-1] == ("in", 1, 7)  # sought again
-    # once the record at the rewind's offset is back, everything after it counts
+    # once a record the rewind point admits is back, everything after it counts
     kept = loop._from_rewind_points([rec(1, 7), rec(1, 8), rec(0, 42)])
-    assert [(r.partition, r.offset) for r in kept] == [(1, 7), (1, 8), (0, 42)]
+    assert offsets(kept) == [(1, 7), (1, 8), (0, 42)]
     assert loop._rewound == {}
 
 
-def test_records_from_before_the_rewind_are_dropped_too() -> None:
-    loop = _loop()
+def test_records_from_before_the_committed_offset_are_dropped() -> None:
+    loop = _loop({0: 40, 1: 7})
     loop._rewind([rec(0, 40)])
     # a position reset to an earlier (already committed) offset would redo committed records
     kept = loop._from_rewind_points([rec(0, 38), rec(0, 39), rec(0, 40), rec(0, 41)])
     assert [r.offset for r in kept] == [40, 41]
-    assert loop.consumer.seeks == [("in", 0, 40)]  # the stream reached 40 in the same batch: no second seek
+    assert ("in", 0, 40) in loop.consumer.seeks and len(loop.consumer.seeks) == 2  # no second seek
+
+
+def test_a_commit_that_went_through_unseen_is_not_redone() -> None:
+    # commit_transaction got stuck, its producer was replaced, yet the broker committed the batch
+    loop = _loop({0: 42, 1: 7})
+    loop._rewind([rec(0, 40), rec(0, 41)])
+    assert ("in", 0, 42) in loop.consumer.seeks
+    assert loop._rewound[("in", 0)] == RewindPoint(42, None)
+    kept = loop._from_rewind_points([rec(0, 40), rec(0, 41), rec(0, 42)])
+    assert offsets(kept) == [(0, 42)]
+
+
+def test_committed_offsets_before_the_batch_redo_from_there() -> None:
+    # the broker holds less as committed than the client saw (a lost commit): redo from the broker's word
+    loop = _loop({0: 36, 1: 7})
+    loop._rewind([rec(0, 40)])
+    assert loop._rewound[("in", 0)] == RewindPoint(36, 40)
+    kept = loop._from_rewind_points([rec(0, 37), rec(0, 38)])  # 36 was a transaction marker
+    assert offsets(kept) == [(0, 37), (0, 38)]
+
+
+def test_partitions_outside_the_batch_are_rewound_and_unbounded() -> None:
+    loop = _loop({0: 40})  # partition 1 has no committed offset yet
+    loop._rewind([rec(0, 40)])
+    assert ("in", 1, OFFSET_BEGINNING) in loop.consumer.seeks
+    assert loop._rewound[("in", 1)] == RewindPoint(0, None)
+    assert offsets(loop._from_rewind_points([rec(1, 5)])) == [(1, 5)]
 
 
 def test_a_revoked_partition_forgets_its_rewind() -> None:
-    from confluent_kafka import TopicPartition
-
-    loop = _loop()
+    loop = _loop({0: 40, 1: 3})
     loop._rewind([rec(0, 40), rec(1, 3)])
     loop._on_revoke(None, [TopicPartition("in", 1)])  # type: ignore[arg-type]
-    assert loop._rewound == {("in", 0): 40}
+    assert loop._rewound == {("in", 0): RewindPoint(40, 40)}
+
+
+def test_no_rewind_while_stopping() -> None:
+    loop = _loop({0: 40, 1: 3})
+    loop._stop.set()  # what stop() sets (stop() itself would also arm the exit watchdog)
+    loop._rewind([rec(0, 40)])
+    assert loop.consumer.seeks == [] and loop._rewound == {}

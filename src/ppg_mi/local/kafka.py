@@ -156,6 +156,13 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # A controlled shutdown moves leadership away; with one node there is nowhere to go,
+            # so every partition goes leaderless while the broker still runs, and Kafka's
+            # transaction-marker sender then skips those partitions as "likely deleted" yet records
+            # the transaction as complete: a commit the client saw succeed is later aborted by the
+            # producer's next abort (docs/reliability.md, "Broker restart").  Without it, markers
+            # still pending at shutdown are resent from the transaction log on restart.
+            "controlled.shutdown.enable": "false",
             "auto.create.topics.enable": "false",
             "log.segment.bytes": str(64 * 1024 * 1024),
             "log.retention.hours": "24",

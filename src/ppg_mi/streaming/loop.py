@@ -10,13 +10,16 @@ One transaction per micro-batch::
     commit_transaction
 
 Errors are handled as librdkafka's transactional API asks: a *retriable* error of
-``commit_transaction`` repeats the call; any other non-fatal error (``txn_requires_abort``
-or a failed ``send_offsets_to_transaction``) aborts the transaction and rewinds the
-consumer to the batch's first offsets, so the batch is done again; a *fatal* one (the
-producer was fenced by a newer process with the same transactional id) raises
-:class:`FencedError` and the process exits non-zero.  A call that blocks past its own
-timeout (a librdkafka bug after a broker restart) is abandoned: a new producer with the
-same transactional id fences the stuck one, aborts its transaction, and the batch is redone.
+``commit_transaction`` repeats the call (for up to :data:`COMMIT_RETRY_BUDGET_S`); any other
+non-fatal error (``txn_requires_abort`` or a failed ``send_offsets_to_transaction``) aborts
+the transaction; a *fatal* one (the producer was fenced by a newer process with the same
+transactional id) raises :class:`FencedError` and the process exits non-zero.  A call that
+blocks past its own timeout, or a commit still retriable after its budget (librdkafka bugs
+after a broker restart), is abandoned: a new producer with the same transactional id fences
+the stuck one and ends its transaction.  After an abort or a replacement every owned
+partition is rewound to its *committed* offset, the broker's record of what is done: the
+failed batch is redone, and a batch whose commit went through although the client never
+heard so is not.
 
 Input is read ``read_committed`` and offsets are committed only inside the
 transaction, so an input record leads to exactly one output or dead letter across
@@ -37,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ..config import Settings
 from .bounded import call_with_deadline
@@ -51,6 +54,11 @@ log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 10.0
 #: grace beyond a call's own timeout after which it is stuck and its producer is replaced
 STUCK_GRACE_S = 5.0
+#: how long ``commit_transaction`` is retried on retriable errors before its producer is replaced
+COMMIT_RETRY_BUDGET_S = 30.0
+#: how long a rewind waits for the committed offsets before the process gives up (and its
+#: restart resumes from them anyway)
+REWIND_TIMEOUT_S = 120.0
 #: bytes of an oversized record's value kept in its dead letter
 DLQ_TRUNCATE_BYTES = 1024
 
@@ -74,6 +82,18 @@ class Output:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RewindPoint:
+    """Where a rewound partition's records must resume: at ``low`` (its committed offset) or
+    later, and no later than ``high`` when a record there is known to exist."""
+
+    low: int
+    high: int | None = None
+
+    def admits(self, offset: int) -> bool:
+        return self.low <= offset and (self.high is None or offset <= self.high)
 
 
 @dataclass(frozen=True)
@@ -142,8 +162,8 @@ class StageLoop:
         #: producers replaced because a call of theirs was stuck (they stay blocked in their thread)
         self.producers_replaced = 0
         self._assigned: set[tuple[str, int]] = set()
-        #: partition → offset it was rewound to and whose record has not come back yet
-        self._rewound: dict[tuple[str, int], int] = {}
+        #: partition → where it was rewound to, until its first record from there comes back
+        self._rewound: dict[tuple[str, int], RewindPoint] = {}
         self._running = False  # the loop has turned once
         self._closed = threading.Event()  # the consumer left the group and the producer flushed
 
@@ -373,7 +393,7 @@ class StageLoop:
         started = time.perf_counter()
         self._bounded(lambda timeout: producer.send_offsets_to_transaction(offsets, group, timeout),
                       self._remaining(), "send_offsets_to_transaction")
-        self._retrying(lambda: self._bounded(producer.commit_transaction, self._remaining()))
+        self._retrying(lambda: self._bounded(producer.commit_transaction, self._remaining()), "commit_transaction")
         self.observer.transaction_seconds(time.perf_counter() - started)
 
     def _dead_letter(self, record: InputRecord, letter: DeadLetter) -> None:
@@ -384,13 +404,15 @@ class StageLoop:
         self._produce(self.settings.topic_dlq, record.key, value,
                       dead_letter_headers(self.role, letter.reason, letter.detail, record, truncated))
 
-    def _retrying(self, call: Callable[[], None]) -> None:
+    def _retrying(self, call: Callable[[], None], what: str) -> None:
         """Repeat a transactional call while its error is retriable (e.g. the broker restarting).
 
-        Gives up (raising) on any other error, and at shutdown once the deadline passed.
-        While a call blocks, the loop's heartbeat stops, so ``/healthz`` fails after
-        ``PPG_MI_LIVENESS_TIMEOUT_S`` and an orchestrator restarts a stuck process.
+        Gives up (raising) on any other error, and at shutdown once the deadline passed.  Still
+        retriable after :data:`COMMIT_RETRY_BUDGET_S` is treated as stuck (:class:`StuckCall`):
+        after a broker restart librdkafka can time out the same call forever (seen in the
+        broker-restart test, where the coordinator meanwhile aborted the transaction).
         """
+        give_up = time.monotonic() + COMMIT_RETRY_BUDGET_S
         while True:
             try:
                 call()
@@ -399,7 +421,9 @@ class StageLoop:
                 err = exc.args[0]
                 if not err.retriable() or err.txn_requires_abort() or time.monotonic() >= self._stop_deadline:
                     raise
-                log.warning("retrying transactional call", extra={"stage": self.role, "error": str(err)})
+                if time.monotonic() >= give_up:
+                    raise StuckCall(f"{self.role} {what} still failing after {COMMIT_RETRY_BUDGET_S:g} s: {err}") from exc
+                log.warning("retrying transactional call", extra={"stage": self.role, "call": what, "error": str(err)})
                 self.observer.heartbeat()
 
     def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
@@ -429,15 +453,49 @@ class StageLoop:
                 self.observer.heartbeat()
 
     def _rewind(self, batch: list[InputRecord]) -> None:
-        """Seek back to each partition's first record of the failed batch so it is redone."""
+        """Seek every owned partition back to its committed offset, after an abort or a replacement.
+
+        The committed offsets say what is done: normally the failed batch's first offsets, but
+        also the end of a batch whose commit went through unseen (a stuck ``commit_transaction``
+        whose producer was replaced), so that batch is not redone.  Partitions outside the batch
+        are rewound too: whatever was fetched past their committed offset is refetched.
+        """
+        if self._stop.is_set():
+            return  # leaving the group: the next owner resumes from the committed offsets anyway
         first: dict[tuple[str, int], int] = {}
         for r in batch:
             first.setdefault((r.topic, r.partition), r.offset)
-        for key, offset in first.items():
+        for tp in self._committed(sorted(self._assigned)):
+            key = (tp.topic, tp.partition)
             if key not in self._assigned:
                 continue  # revoked meanwhile: its new owner resumes from the committed offset
-            self._rewound[key] = offset
+            # nothing committed yet: from the beginning, as auto.offset.reset=earliest would
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            low = max(offset, 0)
+            # a record is known to exist at the batch's first offset, so the stream resumes there or earlier
+            high = first[key] if key in first and first[key] >= low else None
+            self._rewound[key] = RewindPoint(low, high)
             self._seek(key, offset)
+        log.info("rewound to the committed offsets", extra={
+            "stage": self.role, "offsets": {f"{t}[{p}]": point.low for (t, p), point in self._rewound.items()}})
+
+    def _committed(self, owned: list[tuple[str, int]]) -> list[TopicPartition]:
+        """The group's committed offsets of ``owned`` (stable: read_committed consumers ask the
+        broker to wait for open transactions), retried while the coordinator comes back."""
+        deadline = time.monotonic() + REWIND_TIMEOUT_S
+        while True:
+            try:
+                result = self.consumer.committed([TopicPartition(t, p) for t, p in owned], timeout=CALL_TIMEOUT_S)
+                failed = [tp.error for tp in result if tp.error is not None]
+                if failed:
+                    raise KafkaException(failed[0])
+                return result
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("waiting for the committed offsets to rewind to",
+                            extra={"stage": self.role, "error": str(exc)})
+                self.observer.heartbeat()
 
     def _seek(self, key: tuple[str, int], offset: int) -> None:
         try:
@@ -446,13 +504,15 @@ class StageLoop:
             log.warning("rewind failed", extra={"partition": key[1], "error": str(exc)})
 
     def _from_rewind_points(self, records: list[InputRecord]) -> list[InputRecord]:
-        """Drop a rewound partition's records until the one at the rewind's offset comes back.
+        """Drop a rewound partition's records until one its rewind point admits comes back.
 
         ``seek()`` is asynchronous and librdkafka can lose it: right after a broker restart the
         fetch position it was validating replaced ours, and the batch's records were skipped
-        (lost) in a test, cf. confluentinc/librdkafka#2256.  The record at the rewind's offset is known to exist (it began the
-        failed batch, and ``read_committed`` input never loses a committed record), so anything
-        else arriving first is fetched from the wrong position: dropped, and the seek repeated.
+        (lost) in a test, cf. confluentinc/librdkafka#2256.  So the first record after a rewind
+        must lie between the committed offset and the failed batch's first record (which is
+        known to exist: ``read_committed`` input never loses a committed record).  A record
+        before that is already done (dropped); one beyond it means the seek was lost (dropped,
+        and the seek repeated).
         """
         if not self._rewound:
             return records
@@ -460,10 +520,10 @@ class StageLoop:
         astray: set[tuple[str, int]] = set()
         for r in records:
             key = (r.topic, r.partition)
-            expected = self._rewound.get(key)
-            if expected is None:
+            point = self._rewound.get(key)
+            if point is None:
                 kept.append(r)
-            elif r.offset == expected:
+            elif point.admits(r.offset):
                 del self._rewound[key]
                 astray.discard(key)
                 kept.append(r)
@@ -471,8 +531,8 @@ class StageLoop:
                 astray.add(key)
         for key in astray:
             log.warning("records did not resume at the rewind's offset; seeking again",
-                        extra={"stage": self.role, "partition": key[1], "offset": self._rewound[key]})
-            self._seek(key, self._rewound[key])
+                        extra={"stage": self.role, "partition": key[1], "offset": self._rewound[key].low})
+            self._seek(key, self._rewound[key].low)
         return kept
 
     # --- callbacks (served inside poll() and consume(), never during a transaction) ----------

@@ -1,12 +1,15 @@
 """After an abort, every owned partition is rewound to its committed offset, and its records
-count again only from there (seek() can be lost)."""
+count again only from there (seek() can be lost); a commit is retried only within its budget."""
 
 from __future__ import annotations
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, TopicPartition
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
 from ppg_mi.config import Settings
 from ppg_mi.local.kafka import free_port
+from ppg_mi.streaming import loop as loop_module
+from ppg_mi.streaming.exceptions import StuckCall
 from ppg_mi.streaming.loop import InputRecord, NullObserver, RewindPoint, StageLoop
 
 
@@ -104,3 +107,45 @@ def test_no_rewind_while_stopping() -> None:
     loop._stop.set()  # what stop() sets (stop() itself would also arm the exit watchdog)
     loop._rewind([rec(0, 40)])
     assert loop.consumer.seeks == [] and loop._rewound == {}
+
+
+def _retriable_timeout() -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TIMED_OUT, "retry call to resume", retriable=True))
+
+
+def test_a_retriable_commit_is_repeated_until_it_succeeds() -> None:
+    loop = _loop({})
+    calls = []
+
+    def commit() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise _retriable_timeout()
+
+    loop._retrying(commit, "commit_transaction")
+    assert len(calls) == 3
+
+
+def test_a_commit_still_retriable_after_its_budget_counts_as_stuck(monkeypatch: pytest.MonkeyPatch) -> None:
+    # after a broker restart librdkafka answered _TIMED_OUT for minutes to the same commit
+    monkeypatch.setattr(loop_module, "COMMIT_RETRY_BUDGET_S", 0.0)
+    loop = _loop({})
+
+    def commit() -> None:
+        raise _retriable_timeout()
+
+    with pytest.raises(StuckCall, match="commit_transaction still failing"):
+        loop._retrying(commit, "commit_transaction")
+
+
+def test_a_commit_that_requires_abort_is_not_retried() -> None:
+    loop = _loop({})
+    calls = []
+
+    def commit() -> None:
+        calls.append(1)
+        raise KafkaException(KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True))
+
+    with pytest.raises(KafkaException):
+        loop._retrying(commit, "commit_transaction")
+    assert len(calls) == 1

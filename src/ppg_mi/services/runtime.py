@@ -101,7 +101,7 @@ class Termination:
         if self._stop is None:
             # Nothing is in flight yet, so leave at once.  Not by raising SystemExit: the signal
             # lands in whatever runs, and C code unpickling the model turned it into an unrelated
-            # ValueError ("not a valid PEP 3118 buffer format string"), so the process exited 2.
+            # ValueError ("not a valid PEP 3118 buffer format string"), so the process exited 1.
             logging.shutdown()
             os._exit(0)
         self._stop()

@@ -206,9 +206,8 @@ class PacedProducer:
         for key, value in self._records:
             if self._stop.is_set():
                 break
-            delay = next_send - time.monotonic()
-            if delay > 0:
-                self._producer.poll(delay)
+            while (delay := next_send - time.monotonic()) > 0:
+                self._producer.poll(delay)  # returns early when it serves a delivery report
             next_send += self._interval
             while True:
                 try:

@@ -149,3 +149,18 @@ def test_a_commit_that_requires_abort_is_not_retried() -> None:
     with pytest.raises(KafkaException):
         loop._retrying(commit, "commit_transaction")
     assert len(calls) == 1
+
+
+class CoordinatorLostConsumer(RecordingConsumer):
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
+
+
+def test_without_committed_offsets_the_failed_batch_is_redone_from_its_first_offsets(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_module, "COMMITTED_WAIT_S", 0.0)
+    loop = _loop({})
+    loop.consumer = CoordinatorLostConsumer({})  # type: ignore[assignment]
+    loop._rewind([rec(0, 40), rec(0, 41)])
+    assert loop.consumer.seeks == [("in", 0, 40)]
+    assert loop._rewound == {("in", 0): RewindPoint(40, 40)}

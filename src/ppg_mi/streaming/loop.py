@@ -56,9 +56,9 @@ CALL_TIMEOUT_S = 10.0
 STUCK_GRACE_S = 5.0
 #: how long ``commit_transaction`` is retried on retriable errors before its producer is replaced
 COMMIT_RETRY_BUDGET_S = 30.0
-#: how long a rewind waits for the committed offsets before the process gives up (and its
-#: restart resumes from them anyway)
-REWIND_TIMEOUT_S = 120.0
+#: how long a rewind waits for the committed offsets before it falls back to the failed batch's
+#: first offsets
+COMMITTED_WAIT_S = 30.0
 #: bytes of an oversized record's value kept in its dead letter
 DLQ_TRUNCATE_BYTES = 1024
 
@@ -465,7 +465,15 @@ class StageLoop:
         first: dict[tuple[str, int], int] = {}
         for r in batch:
             first.setdefault((r.topic, r.partition), r.offset)
-        for tp in self._committed(sorted(self._assigned)):
+        committed = self._committed(sorted(self._assigned))
+        if committed is None:
+            # librdkafka can lose the group coordinator after a broker restart (seen: committed()
+            # timed out for minutes). Then redo the failed batch from its first offsets; only a
+            # commit that went through unseen (rare, and needing both faults) is then redone too.
+            log.warning("committed offsets unavailable; rewinding to the failed batch's first offsets",
+                        extra={"stage": self.role})
+            committed = [TopicPartition(t, p, o) for (t, p), o in first.items()]
+        for tp in committed:
             key = (tp.topic, tp.partition)
             if key not in self._assigned:
                 continue  # revoked meanwhile: its new owner resumes from the committed offset
@@ -479,10 +487,10 @@ class StageLoop:
         log.info("rewound to the committed offsets", extra={
             "stage": self.role, "offsets": {f"{t}[{p}]": point.low for (t, p), point in self._rewound.items()}})
 
-    def _committed(self, owned: list[tuple[str, int]]) -> list[TopicPartition]:
+    def _committed(self, owned: list[tuple[str, int]]) -> list[TopicPartition] | None:
         """The group's committed offsets of ``owned`` (stable: read_committed consumers ask the
-        broker to wait for open transactions), retried while the coordinator comes back."""
-        deadline = time.monotonic() + REWIND_TIMEOUT_S
+        broker to wait for open transactions), retried for :data:`COMMITTED_WAIT_S`; None after."""
+        deadline = time.monotonic() + COMMITTED_WAIT_S
         while True:
             try:
                 result = self.consumer.committed([TopicPartition(t, p) for t, p in owned], timeout=CALL_TIMEOUT_S)
@@ -491,8 +499,8 @@ class StageLoop:
                     raise KafkaException(failed[0])
                 return result
             except KafkaException as exc:
-                if time.monotonic() > deadline:
-                    raise
+                if time.monotonic() > deadline or self._stop.is_set():
+                    return None
                 log.warning("waiting for the committed offsets to rewind to",
                             extra={"stage": self.role, "error": str(exc)})
                 self.observer.heartbeat()

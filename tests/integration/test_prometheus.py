@@ -169,11 +169,17 @@ def test_every_dashboard_and_alert_expression_returns_data(
             return missing
 
         # on a busy 2-core machine a scrape can come late: a broken expression stays empty, a late one fills in
-        missing = expressions_without_data()
-        deadline = time.monotonic() + 30
-        while missing and time.monotonic() < deadline:
-            time.sleep(SCRAPE_S)
-            missing = expressions_without_data()
+        last: dict[str, list[str]] = {}
+
+        def all_have_data() -> bool:
+            last["missing"] = expressions_without_data()
+            return not last["missing"]
+
+        try:
+            wait_for(all_have_data, 30, interval=SCRAPE_S, what="every expression to have data")
+        except AssertionError:
+            pass  # the assertion below names the expressions
+        missing = last["missing"]
         assert not missing, "expressions without data (broken panels or alerts):\n" + "\n".join(missing)
         end = time.time()
 

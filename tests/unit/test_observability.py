@@ -14,6 +14,7 @@ from ppg_mi.observability import alerts
 from ppg_mi.observability.lag import partition_lag
 from ppg_mi.observability.logs import JsonFormatter
 from ppg_mi.observability.metrics import StageMetrics
+from ppg_mi.observability.probe import fetch, metric_total
 from ppg_mi.observability.server import Health, MetricsServer
 
 
@@ -105,6 +106,29 @@ def test_endpoints_serve_metrics_health_and_readiness(server: MetricsServer) -> 
     assert _get(base + "/readyz")[0] == 200
     assert 'ppg_mi_ready{role="unit-http"} 1.0' in _get(base + "/metrics")[1]
     assert _get(base + "/nope")[0] == 404
+
+
+def test_probe_reads_a_running_server_and_reports_no_answer_as_none(server: MetricsServer) -> None:
+    assert fetch(server.port, "/readyz") is None, "503 while the model loads is not an answer"
+    ready_before = metric_total(fetch(server.port, "/metrics") or "", "ppg_mi_ready")  # other tests' roles too
+    server.state["ready"] = True  # type: ignore[attr-defined]
+    assert fetch(server.port, "/readyz") is not None
+    assert metric_total(fetch(server.port, "/metrics") or "", "ppg_mi_ready") == ready_before + 1
+    server.stop()
+    assert fetch(server.port, "/metrics") is None
+
+
+def test_metric_total_sums_every_label_set_and_matches_whole_names() -> None:
+    exposition = "\n".join([
+        "# HELP ppg_mi_records_consumed_total records consumed",
+        'ppg_mi_records_consumed_total{stage="filter"} 5.0',
+        'ppg_mi_records_consumed_total{stage="classifier"} 7.0',
+        "ppg_mi_records_consumed_total_extra 100.0",
+        "ppg_mi_records 1e3",
+    ])
+    assert metric_total(exposition, "ppg_mi_records_consumed_total") == 12.0
+    assert metric_total(exposition, "ppg_mi_records") == 1000.0
+    assert metric_total(exposition, "ppg_mi_absent") == 0.0
 
 
 # --- stage metrics --------------------------------------------------------------------

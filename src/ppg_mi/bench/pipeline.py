@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from ..config import Settings
+from ..observability.probe import fetch, metric_total
 from ..local.kafka import free_port
 from ..streaming.clients import common_config, reader_config
 from ..streaming.codec import decode_prediction
@@ -49,16 +49,10 @@ class Child:
     peak_rss: int = 0
 
     def get(self, path: str) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            return None
+        return fetch(self.port, path)
 
     def metric(self, name: str) -> float:
-        text = self.get("/metrics") or ""
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+        return metric_total(self.get("/metrics") or "", name)
 
     def tail(self, n: int = 20) -> str:
         try:

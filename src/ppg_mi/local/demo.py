@@ -12,11 +12,11 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import Settings
+from ..observability.probe import fetch, metric_total
 from .kafka import LocalBroker, free_port, port_open
 
 ROLES = ("filter", "classifier", "dashboard", "producer")
@@ -31,16 +31,10 @@ class Child:
     extra: dict[str, str] = field(default_factory=dict)
 
     def get(self, path: str) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as r:
-                return r.read().decode()
-        except OSError:
-            return None
+        return fetch(self.port, path)
 
     def metric(self, name: str) -> float:
-        text = self.get("/metrics") or ""
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+        return metric_total(self.get("/metrics") or "", name)
 
 
 def _port(preferred: int) -> int:

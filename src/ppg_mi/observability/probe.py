@@ -1,0 +1,30 @@
+"""Reading a running service's HTTP endpoints from the process that started it.
+
+The demo and the bench supervise the services as child processes and follow them through
+the same ``/metrics`` and ``/readyz`` a Kubernetes probe or Prometheus reads.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+
+def fetch(port: int, path: str, timeout: float = 2.0) -> str | None:
+    """Body of ``GET http://127.0.0.1:<port><path>``; ``None`` when nothing answers or the status is not 2xx."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
+            return response.read().decode()
+    except OSError:  # refused, timed out, or an HTTPError (a subclass) such as /readyz's 503
+        return None
+
+
+def metric_total(exposition: str, name: str) -> float:
+    """Sum of every sample of ``name`` in a Prometheus text exposition, whatever its labels.
+
+    A name is matched whole: ``ppg_mi_records`` does not match ``ppg_mi_records_total``.
+    """
+    total = 0.0
+    for line in exposition.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -1,0 +1,41 @@
+"""`ppg-mi demo`, the README's first command, as a user runs it (against the session broker)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from ppg_mi.config import Settings
+from ppg_mi.local.kafka import free_port
+
+RECORDS = 24
+
+
+def test_demo_classifies_every_record_and_reconciles_each_stage(
+        broker_settings: Settings, trained_models_dir: Path, tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(trained_models_dir, models)
+    # a configured broker means the demo starts none; its logs go to this test's cache dir
+    settings = broker_settings.replace(models_dir=str(models), cache_dir=str(tmp_path / "cache"),
+                                       metrics_port=free_port())
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ppg_mi", "demo", "--records", str(RECORDS), "--rate", "0",
+         "--no-dashboard", "--exit-when-done"],
+        env={**os.environ, **settings.as_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = demo.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        demo.send_signal(signal.SIGINT)  # the demo stops its child processes on Ctrl-C
+        out, _ = demo.communicate(timeout=30)
+        raise AssertionError(f"the demo did not finish within 240 s:\n{out}")
+    logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}"
+                     for p in sorted((tmp_path / "cache" / "demo-logs").glob("*.log")))
+    assert demo.returncode == 0, f"{out}\n{logs}"
+    assert "serving model" in out and "training" not in out, "the store's model is served, none trained"
+    assert f"{RECORDS}/{RECORDS} recordings classified" in out, out
+    for stage in ("filter", "classifier"):
+        assert f"{stage}: in {RECORDS} = out {RECORDS} + dead letters 0" in out, out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -73,3 +74,10 @@ def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                        sampling_rate_hz=settings.sampling_rate_hz, seed=7, id_prefix="train"))
     train(dataset, BandPass.from_settings(settings), TrainConfig(kind=settings.model_kind, folds=0, seed=0), root)
     return root
+
+
+@pytest.fixture
+def served_settings(broker_settings: Settings, trained_models_dir: Path) -> Settings:
+    """``broker_settings`` whose model store holds this test's own copy of the session's model."""
+    shutil.copytree(trained_models_dir, broker_settings.models_dir)
+    return broker_settings

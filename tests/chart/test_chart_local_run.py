@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib.util
 import random
 import shutil
-import time
 import uuid
 from collections import Counter
 from pathlib import Path

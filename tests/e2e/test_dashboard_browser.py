@@ -7,7 +7,6 @@ saved to ``artifacts/dashboard.png``.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -63,14 +62,12 @@ def _confusion_in_page(page) -> dict[tuple[str, str], int]:  # noqa: ANN001 - pl
     return out
 
 
-def test_browser_shows_a_real_run(broker_settings: Settings, trained_models_dir: Path, tmp_path: Path) -> None:
+def test_browser_shows_a_real_run(served_settings: Settings, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/bootstrap.sh does)")
     from playwright.sync_api import sync_playwright
 
-    models = tmp_path / "models"
-    shutil.copytree(trained_models_dir, models)
-    settings = broker_settings.replace(models_dir=str(models), dashboard_refresh_s=1.0)
+    settings = served_settings.replace(dashboard_refresh_s=1.0)
     # hard enough that the small model makes some mistakes: every cell of the matrix is exercised
     dataset = generate(SyntheticConfig(records=RECORDS, seed=21, id_prefix="e2e", difficulty=0.8))
     csv_path = tmp_path / "e2e.csv"

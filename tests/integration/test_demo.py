@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,12 +15,9 @@ RECORDS = 24
 
 
 def test_demo_classifies_every_record_and_reconciles_each_stage(
-        broker_settings: Settings, trained_models_dir: Path, tmp_path: Path) -> None:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models_dir, models)
+        served_settings: Settings, tmp_path: Path) -> None:
     # a configured broker means the demo starts none; its logs go to this test's cache dir
-    settings = broker_settings.replace(models_dir=str(models), cache_dir=str(tmp_path / "cache"),
-                                       metrics_port=free_port())
+    settings = served_settings.replace(cache_dir=str(tmp_path / "cache"), metrics_port=free_port())
     demo = subprocess.Popen(
         [sys.executable, "-m", "ppg_mi", "demo", "--records", str(RECORDS), "--rate", "0",
          "--no-dashboard", "--exit-when-done"],

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -25,10 +24,8 @@ from ..helpers import ServiceProcess, produce_raw, read_topic, synthetic_raw, wa
 
 
 @pytest.fixture
-def settings(broker_settings: Settings, trained_models_dir: Path, tmp_path: Path) -> Settings:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models_dir, models)
-    return broker_settings.replace(models_dir=str(models), batch_max_records=32)
+def settings(served_settings: Settings) -> Settings:
+    return served_settings.replace(batch_max_records=32)
 
 
 def _produce_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,6 @@ low (a few hundred records per test) so each test stays within about a minute.
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -25,11 +24,9 @@ SERVICE_ENV = {"PYTHONFAULTHANDLER": "1"}
 
 
 @pytest.fixture
-def settings(broker_settings: Settings, trained_models_dir: Path, tmp_path: Path) -> Settings:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models_dir, models)
+def settings(served_settings: Settings) -> Settings:
     # small batches: many transactions per test, so a fault lands between and inside them
-    return broker_settings.replace(models_dir=str(models), batch_max_records=16)
+    return served_settings.replace(batch_max_records=16)
 
 
 def start(settings: Settings, role: str, name: str, log_dir: Path) -> ServiceProcess:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-
-import pytest
 
 from ppg_mi.config import Settings
 from ppg_mi.data import SyntheticConfig, generate, write_csv
@@ -33,11 +30,9 @@ def test_topics_ensure_is_idempotent(broker_settings: Settings) -> None:
 
 
 def test_pipeline_predicts_every_recording_exactly_once(
-    broker_settings: Settings, trained_models_dir: Path, tmp_path: Path
+    served_settings: Settings, tmp_path: Path
 ) -> None:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models_dir, models)
-    settings = broker_settings.replace(models_dir=str(models))
+    settings = served_settings
     dataset = generate(SyntheticConfig(records=60, seed=11, id_prefix="spine"))
     csv_path = tmp_path / "spine.csv"
     write_csv(dataset, csv_path)

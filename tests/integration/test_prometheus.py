@@ -113,11 +113,9 @@ def _dashboard_expr(expr: str) -> str:
 
 
 def test_every_dashboard_and_alert_expression_returns_data(
-    broker_settings: Settings, trained_models_dir: Path, tmp_path: Path
+    served_settings: Settings, tmp_path: Path
 ) -> None:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models_dir, models)
-    settings = broker_settings.replace(models_dir=str(models), lag_interval_s=1.0)
+    settings = served_settings.replace(lag_interval_s=1.0)
     producer_port = free_port()
     services = [ServiceProcess(settings, "filter", log_dir=tmp_path, name="filter-1"),
                 ServiceProcess(settings, "classify", log_dir=tmp_path, name="classifier-1")]

@@ -216,7 +216,7 @@ def test_fenced_process_exits_non_zero_and_its_successor_finishes(settings: Sett
         producer = PacedProducer(settings, records, rate=60)
         wait_for(lambda: old.proc.poll() is not None, 90, what="the fenced filter to exit")
         assert old.proc.returncode != 0
-        assert "fenced" in old.log()
+        assert "fenced: another process took over this transactional id" in old.log()
         producer.join()
         assert_exactly_once(settings, settings.topic_filtered, ids)
         assert new.proc.poll() is None

@@ -9,7 +9,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaE
 from ppg_mi.config import Settings
 from ppg_mi.local.kafka import free_port
 from ppg_mi.streaming import loop as loop_module
-from ppg_mi.streaming.exceptions import StuckCall
+from ppg_mi.streaming.exceptions import FencedError, ProducerFailed, StuckCall
 from ppg_mi.streaming.loop import InputRecord, NullObserver, RewindPoint, StageLoop
 
 
@@ -164,3 +164,52 @@ def test_without_committed_offsets_the_failed_batch_is_redone_from_its_first_off
     loop._rewind([rec(0, 40), rec(0, 41)])
     assert loop.consumer.seeks == [("in", 0, 40)]
     assert loop._rewound == {("in", 0): RewindPoint(40, 40)}
+
+
+class FatalAbortProducer:
+    """A producer whose abort_transaction fails fatally with ``code`` (what a broker restart once gave)."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def abort_transaction(self, timeout: float) -> None:
+        raise KafkaException(KafkaError(self.code, "Failed to end transaction", fatal=True))
+
+
+def _replacing_loop(monkeypatch: pytest.MonkeyPatch, code: int) -> tuple[StageLoop, list[object]]:
+    loop = _loop({})
+    created: list[object] = []
+
+    def new_producer() -> object:
+        created.append(FatalAbortProducer(code))
+        return created[-1]
+
+    monkeypatch.setattr(loop, "_new_producer", new_producer)
+    monkeypatch.setattr(loop, "_init_transactions", lambda: None)
+    loop.producer = FatalAbortProducer(code)  # type: ignore[assignment]
+    return loop, created
+
+
+def test_a_fatal_error_other_than_fencing_replaces_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop, created = _replacing_loop(monkeypatch, KafkaError.INVALID_TXN_STATE)
+    loop._abort()
+    assert len(created) == 1 and loop.producer is created[0]
+    assert loop.producers_replaced == 1
+
+
+@pytest.mark.parametrize("code", [KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH])
+def test_a_fenced_producer_is_not_replaced_the_process_exits(monkeypatch: pytest.MonkeyPatch, code: int) -> None:
+    # replacing it would fence the process that took over the transactional id
+    loop, created = _replacing_loop(monkeypatch, code)
+    with pytest.raises(FencedError):
+        loop._abort()
+    assert created == []
+
+
+def test_fatal_errors_again_and_again_end_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop, created = _replacing_loop(monkeypatch, KafkaError.INVALID_TXN_STATE)
+    for _ in range(loop_module.MAX_FATAL_IN_A_ROW):
+        loop._abort()
+    with pytest.raises(ProducerFailed):
+        loop._abort()
+    assert len(created) == loop_module.MAX_FATAL_IN_A_ROW

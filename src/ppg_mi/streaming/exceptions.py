@@ -33,6 +33,10 @@ class FencedError(StreamingError):
     """Another process took over this process's transactional id; this one must stop."""
 
 
+class ProducerFailed(StreamingError):
+    """The transactional producer failed fatally again and again, with no commit between."""
+
+
 class BrokerUnavailable(StreamingError):
     """The broker did not answer within the deadline."""
 

@@ -12,11 +12,11 @@ One transaction per micro-batch::
 Errors are handled as librdkafka's transactional API asks: a *retriable* error of
 ``commit_transaction`` repeats the call (for up to :data:`COMMIT_RETRY_BUDGET_S`); any other
 non-fatal error (``txn_requires_abort`` or a failed ``send_offsets_to_transaction``) aborts
-the transaction; a *fatal* one (the producer was fenced by a newer process with the same
-transactional id) raises :class:`FencedError` and the process exits non-zero.  A call that
-blocks past its own timeout, or a commit still retriable after its budget (librdkafka bugs
-after a broker restart), is abandoned: a new producer with the same transactional id fences
-the stuck one and ends its transaction.  After an abort or a replacement every owned
+the transaction; a *fatal* one that is fencing (a newer process has the same transactional
+id) raises :class:`FencedError` and the process exits non-zero.  A call that blocks past its
+own timeout, a commit still retriable after its budget (librdkafka bugs after a broker
+restart), or any other fatal error, is abandoned: a new producer with the same transactional
+id fences the old one and ends its transaction.  After an abort or a replacement every owned
 partition is rewound to its *committed* offset, the broker's record of what is done: the
 failed batch is redone, and a batch whose commit went through although the client never
 heard so is not.
@@ -46,7 +46,7 @@ from ..config import Settings
 from .bounded import call_with_deadline
 from .clients import transactional_consumer_config, transactional_producer_config
 from .dlq import dead_letter_headers
-from .exceptions import FencedError, StuckCall
+from .exceptions import FencedError, ProducerFailed, StuckCall
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,10 @@ CALL_TIMEOUT_S = 10.0
 STUCK_GRACE_S = 5.0
 #: how long ``commit_transaction`` is retried on retriable errors before its producer is replaced
 COMMIT_RETRY_BUDGET_S = 30.0
+#: fatal errors that mean another process holds this transactional id: this one must exit
+FENCING_ERRORS = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
+#: other fatal producer errors in a row (no commit between) after which the process gives up
+MAX_FATAL_IN_A_ROW = 3
 #: how long a rewind waits for the committed offsets before it falls back to the failed batch's
 #: first offsets
 COMMITTED_WAIT_S = 30.0
@@ -159,8 +163,9 @@ class StageLoop:
         consumer_cfg["error_cb"] = self._on_error
         self.consumer = Consumer(consumer_cfg)
         self.producer = self._new_producer()
-        #: producers replaced because a call of theirs was stuck (they stay blocked in their thread)
+        #: producers replaced because a call of theirs was stuck or failed fatally
         self.producers_replaced = 0
+        self._fatal_in_a_row = 0  # fatal producer errors since the last commit
         self._assigned: set[tuple[str, int]] = set()
         #: partition → where it was rewound to, until its first record from there comes back
         self._rewound: dict[tuple[str, int], RewindPoint] = {}
@@ -205,6 +210,9 @@ class StageLoop:
         except FencedError as exc:
             log.error("fenced: another process took over this transactional id; exiting",
                       extra={"stage": self.role, "error": str(exc)})
+            raise
+        except ProducerFailed as exc:
+            log.error("the producer keeps failing fatally; exiting", extra={"stage": self.role, "error": str(exc)})
             raise
         finally:
             self._close()
@@ -251,7 +259,10 @@ class StageLoop:
             self.consumer.close()  # leaves the group so the partitions move at once
         except (KafkaException, RuntimeError) as exc:
             log.warning("consumer close failed", extra={"error": str(exc)})
-        self.producer.flush(min(2.0, self._remaining()))
+        try:
+            self.producer.flush(min(2.0, self._remaining()))
+        except KafkaException as exc:  # a fenced or failed producer: its transaction is aborted anyway
+            log.warning("producer flush failed", extra={"error": str(exc)})
         self._closed.set()
         log.info("stage stopped", extra={"stage": self.role})
 
@@ -271,15 +282,33 @@ class StageLoop:
         call_with_deadline(lambda: call(timeout), timeout + STUCK_GRACE_S, f"{self.role} {name}")
 
     def _replace_stuck_producer(self, exc: StuckCall) -> None:
-        """Give up a producer whose call is stuck, without giving up the process.
+        """Give up a producer whose call is stuck, without giving up the process."""
+        self._replace_producer("transactional call stuck beyond its timeout; replacing the producer", str(exc))
 
-        The new producer has the same transactional id, so its ``init_transactions`` bumps
-        the epoch: the stuck producer is fenced (nothing it still holds can commit) and its
-        open transaction is aborted.  The caller then redoes the batch.
+    def _replace_failed_producer(self, err: KafkaError) -> None:
+        """Give up a producer that failed fatally, unless it was fenced or fails again and again.
+
+        A fatal error other than fencing is the producer's state, not a rival's: after a broker
+        restart the coordinator answered an abort with INVALID_TXN_STATE, which librdkafka makes
+        fatal.  Raises :class:`FencedError` when another process took over the transactional
+        id (replacing the producer would fence that process in turn), and
+        :class:`ProducerFailed` after :data:`MAX_FATAL_IN_A_ROW` failures with no commit between.
+        """
+        if err.code() in FENCING_ERRORS:
+            raise FencedError(f"{self.role}: producer fenced: {err}")
+        self._fatal_in_a_row += 1
+        if self._fatal_in_a_row > MAX_FATAL_IN_A_ROW:
+            raise ProducerFailed(f"{self.role}: {self._fatal_in_a_row} fatal producer errors in a row, the last: {err}")
+        self._replace_producer("producer failed fatally; replacing the producer", str(err))
+
+    def _replace_producer(self, why: str, error: str) -> None:
+        """A new producer with the same transactional id; the caller then rewinds and redoes the batch.
+
+        Its ``init_transactions`` bumps the epoch: the old producer is fenced (nothing it still
+        holds can commit) and its open transaction is aborted.
         """
         self.producers_replaced += 1
-        log.error("transactional call stuck beyond its timeout; replacing the producer",
-                  extra={"stage": self.role, "error": str(exc), "replaced": self.producers_replaced})
+        log.error(why, extra={"stage": self.role, "error": error, "replaced": self.producers_replaced})
         self.observer.heartbeat()  # recovering, not stuck: /healthz must not restart the process meanwhile
         self.producer = self._new_producer()
         self._init_transactions()
@@ -363,7 +392,10 @@ class StageLoop:
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():
-                raise FencedError(f"{self.role}: producer fenced or fatal error: {err}") from exc
+                self._replace_failed_producer(err)  # its init_transactions aborts the transaction
+                self._rewind(batch)
+                self.observer.transaction("aborted")
+                return
             # abortable, or a retriable call given up at shutdown: nothing of the batch is visible
             log.warning("transaction failed; aborting and rewinding",
                         extra={"stage": self.role, "error": str(err), "abortable": err.txn_requires_abort()})
@@ -371,6 +403,7 @@ class StageLoop:
             self._rewind(batch)
             self.observer.transaction("aborted")
             return
+        self._fatal_in_a_row = 0
         # counted only once committed, so that in = out + dead letters holds across aborts
         self.observer.consumed(len(batch))
         self.observer.produced(sum(isinstance(o, Output) for o in outcomes))
@@ -445,7 +478,8 @@ class StageLoop:
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.fatal():
-                    raise FencedError(f"{self.role}: abort failed fatally: {err}") from exc
+                    self._replace_failed_producer(err)  # its init_transactions aborts the transaction
+                    return
                 if not err.retriable() or time.monotonic() >= self._stop_deadline:
                     # e.g. no transaction was begun; the next begin_transaction reports the state
                     log.warning("abort failed", extra={"stage": self.role, "error": str(err)})

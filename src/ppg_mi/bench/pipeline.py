@@ -22,8 +22,8 @@ import psutil
 from confluent_kafka import Consumer, TopicPartition
 
 from ..config import Settings
-from ..observability.probe import fetch, metric_total
 from ..local.kafka import free_port
+from ..observability.probe import fetch, metric_total
 from ..streaming.clients import common_config, reader_config
 from ..streaming.codec import decode_prediction
 from ..streaming.topics import ensure_topics, topic_names

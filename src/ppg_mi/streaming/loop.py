@@ -384,24 +384,10 @@ class StageLoop:
         outcomes = self._outcomes(batch)
         try:
             self._transact(batch, outcomes)
-        except StuckCall as exc:
-            self._replace_stuck_producer(exc)
+        except (StuckCall, KafkaException) as exc:
+            self._end_failed_transaction(exc)
             self._rewind(batch)
-            self.observer.transaction("stuck")
-            return
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal():
-                self._replace_failed_producer(err)  # its init_transactions aborts the transaction
-                self._rewind(batch)
-                self.observer.transaction("aborted")
-                return
-            # abortable, or a retriable call given up at shutdown: nothing of the batch is visible
-            log.warning("transaction failed; aborting and rewinding",
-                        extra={"stage": self.role, "error": str(err), "abortable": err.txn_requires_abort()})
-            self._abort()
-            self._rewind(batch)
-            self.observer.transaction("aborted")
+            self.observer.transaction("stuck" if isinstance(exc, StuckCall) else "aborted")
             return
         self._fatal_in_a_row = 0
         # counted only once committed, so that in = out + dead letters holds across aborts
@@ -412,6 +398,20 @@ class StageLoop:
                 self.observer.dead_lettered(o.reason)
         self.observer.transaction("committed")
         self.observer.batch(len(batch), time.perf_counter() - started)
+
+    def _end_failed_transaction(self, exc: StuckCall | KafkaException) -> None:
+        """Make sure nothing of the failed batch's transaction can still commit."""
+        if isinstance(exc, StuckCall):
+            self._replace_stuck_producer(exc)
+            return
+        err = exc.args[0]
+        if err.fatal():
+            self._replace_failed_producer(err)  # its init_transactions aborts the transaction
+            return
+        # abortable, or a retriable call given up at shutdown: nothing of the batch is visible
+        log.warning("transaction failed; aborting and rewinding",
+                    extra={"stage": self.role, "error": str(err), "abortable": err.txn_requires_abort()})
+        self._abort()
 
     def _transact(self, batch: list[InputRecord], outcomes: list[Outcome]) -> None:
         self.producer.begin_transaction()

@@ -5,19 +5,26 @@ BIN := $(VENV)/bin
 CACHE ?= $(or $(PPG_MI_CACHE_DIR),$(HOME)/.cache/ppg-mi)
 export PATH := $(CURDIR)/$(BIN):$(CACHE)/bin:$(PATH)
 
-.PHONY: setup demo test test-unit test-integration lint-chart cluster dev clean
+.PHONY: setup setup-demo demo test test-unit image cluster dev clean
 
-setup:  ## install Python packages, Kafka jars, helm, prometheus and chromium
-	bash scripts/bootstrap.sh
+setup:  ## everything the tests need: Python packages with test extras, Kafka jars, helm, prometheus, chromium, the image
+	bash scripts/bootstrap.sh test
 
-demo: setup  ## local Kafka + every stage + the dashboard on synthetic data
-	$(BIN)/ppg-mi demo
+setup-demo:  ## only what the demo needs: the runtime Python packages and Kafka's jars
+	bash scripts/bootstrap.sh demo
+
+# Ctrl-C stops the demo cleanly (exit status 130): that is how it is meant to end, not a failure
+demo: setup-demo  ## local Kafka + every stage + the dashboard on synthetic data
+	@$(BIN)/ppg-mi demo || [ $$? -eq 130 ]
 
 test: setup  ## the whole suite against a real broker started for the session
 	$(BIN)/python -m pytest -q
 
 test-unit: ## pure-logic tests only (no broker)
 	$(BIN)/python -m pytest -q tests/unit
+
+image:  ## build the project image with podman from images/Dockerfile (no Docker engine needed)
+	bash scripts/image.sh build
 
 cluster:  ## kind cluster + Strimzi, KEDA, kube-prometheus-stack and the dev Kafka (CLUSTER=minikube for minikube)
 	bash k8s/cluster.sh

@@ -1,27 +1,53 @@
 #!/usr/bin/env bash
-# Installs everything ppg-mi and its tests need on a Debian machine with Java 17, Maven,
-# Go and Python 3.11: the Python environment from the lock, Kafka's jars, helm, and the
-# Debian packages prometheus and chromium.  Safe to run again: each step is skipped when done.
+# Installs what ppg-mi needs on a Debian machine with Java 17, Maven, Go and Python 3.11.
+#
+#   scripts/bootstrap.sh demo   what `make demo` needs: the runtime Python packages and Kafka's jars
+#   scripts/bootstrap.sh test   what `make test` needs besides: the test extras, helm, Debian's
+#                               prometheus and chromium, and the project image (scripts/image.sh)
+#
+# Safe to run again: each step is skipped when done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+PROFILE="${1:-test}"
 CACHE="${PPG_MI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ppg-mi}"
 HELM_VERSION="v3.22.0"
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
+# also pins the build backend in pip's isolated build environment (`-c` does not reach it)
+export PIP_CONSTRAINT="$PWD/constraints.txt"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+case "$PROFILE" in
+  demo) extras="" ;;
+  test) extras="[test]" ;;
+  *) echo "usage: $0 [demo|test]" >&2; exit 2 ;;
+esac
 
 if [ ! -x .venv/bin/python ]; then
   step "creating .venv"
   "$PYTHON" -m venv .venv
 fi
-step "installing Python packages from constraints.txt"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
+# a stamp of what was installed from which lock: an unchanged set-up costs no pip run, and the
+# test set-up includes the demo's
+stamp=".venv/.ppg-mi-installed"
+lock="$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
+installed="$(cat "$stamp" 2>/dev/null || true)"
+if [ "$installed" != "test $lock" ] && [ "$installed" != "$PROFILE $lock" ]; then
+  step "installing Python packages from constraints.txt${extras:+ (with the test extras)}"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".$extras"
+  echo "$PROFILE $lock" > "$stamp"
+fi
 
 step "fetching Apache Kafka jars (cache: $CACHE)"
 .venv/bin/ppg-mi kafka fetch
+
+if [ "$PROFILE" = demo ]; then
+  step "ready for the demo"
+  exit 0
+fi
 
 if [ ! -x "$CACHE/bin/helm" ]; then
   step "building helm $HELM_VERSION with go install"
@@ -38,4 +64,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-step "ready"
+
+step "building the project image with podman (scripts/image.sh)"
+bash scripts/image.sh build
+step "ready for the tests"

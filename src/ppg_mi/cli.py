@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,10 +159,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
+    from .model.numba_cache import use_numba_cache
     from .observability.logs import configure
     from .signal import BandPass
 
     settings = _settings(args)
+    use_numba_cache(settings.numba_cache_dir)
     configure(settings.log_level, settings.log_format)
     dataset = _dataset(args, settings)
     cfg = TrainConfig(kind=args.kind or settings.model_kind, seed=args.seed, folds=args.folds,
@@ -176,9 +179,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import read_csv
     from .model import ModelStore, load_checkpoint
     from .model.metrics import POSITIVE, classification_metrics
+    from .model.numba_cache import use_numba_cache
     from .signal import BandPass, preprocess_batch
 
     settings = _settings(args)
+    use_numba_cache(settings.numba_cache_dir)
     model_dir = Path(args.model)
     if not (model_dir / "model-card.json").exists() and (model_dir / "current").exists():
         model_dir = ModelStore(model_dir).current_path()
@@ -345,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ppg-mi config | head`): stop quietly, as a tool killed by SIGPIPE
+        # would, and keep the interpreter's final flush from failing on the closed pipe again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # the last line of defence: a clear message, not a traceback
         from .data import DatasetError
         from .model import ModelError

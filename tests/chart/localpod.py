@@ -48,15 +48,19 @@ def image_env(dockerfile: Path = REPO / "images" / "Dockerfile") -> dict[str, st
 
 
 class LocalPod:
+    """A rendered pod's first container as a local process (``python -m ppg_mi``)."""
+
     def __init__(self, obj: dict, pod_spec: dict, *, pod_name: str, bootstrap: str, root: Path,
                  claims_root: Path, annotations: dict[str, str] | None = None) -> None:
         self.obj = obj
         self.name = pod_name
+        self.pod_spec = pod_spec
         self.container = pod_spec["containers"][0]
         self.grace = pod_spec.get("terminationGracePeriodSeconds", 30)
         root.mkdir(parents=True, exist_ok=True)
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
         self.mounts: dict[str, Path] = {}
+        self.read_only_mounts: set[str] = set()
         for mount in self.container.get("volumeMounts", []):
             volume = volumes[mount["name"]]
             if "persistentVolumeClaim" in volume:
@@ -65,29 +69,35 @@ class LocalPod:
                 host = root / "volumes" / mount["name"]
             else:
                 raise AssertionError(f"{pod_name}: volume {mount['name']} ({sorted(volume)}) has no local mapping")
-            host.mkdir(parents=True, exist_ok=True)
+            if not host.exists():
+                host.mkdir(parents=True)
+                # the kubelet creates an emptyDir (and a fresh hostPath claim here) world-writable
+                host.chmod(0o777)
             self.mounts[mount["mountPath"]] = host
+            if mount.get("readOnly"):
+                self.read_only_mounts.add(mount["mountPath"])
         self.ports = {p["name"]: (p["containerPort"], free_port()) for p in self.container.get("ports", [])}
         by_number = {str(c): str(h) for c, h in self.ports.values()}
-        pod_env = resolve_env(self.container, pod_name=pod_name, annotations=annotations)
-        env = {**image_env(), **pod_env}
-        for key, value in list(env.items()):
+        self.pod_env = resolve_env(self.container, pod_name=pod_name, annotations=annotations)
+        for key, value in list(self.pod_env.items()):
             if key == "PPG_MI_KAFKA_BOOTSTRAP_SERVERS":
-                env[key] = bootstrap
+                self.pod_env[key] = bootstrap
             elif key.endswith("_PORT") and value in by_number:
-                env[key] = by_number[value]
-            else:
-                env[key] = self._host_path(value)
-        env["PATH"] = os.environ["PATH"]
-        self.env = env
+                self.pod_env[key] = by_number[value]
         command = self.container["command"]
         assert command[0] == ENTRYPOINT, f"{pod_name}: command {command} does not run the image's entrypoint"
-        # `ppg-mi` is the console script of the package; the module form runs the same main()
-        self.argv = [sys.executable, "-m", "ppg_mi", *command[1:], *self.container.get("args", [])]
         self.log_path = root / f"{pod_name}.log"
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.argv, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     cwd=self.env.get("HOME", str(root)))
+        self.proc = self._launch(command, self.container.get("args", []), cwd=root)
+
+    def _launch(self, command: list[str], args: list[str], *, cwd: Path) -> subprocess.Popen:
+        env = {key: self._host_path(value) for key, value in {**image_env(), **self.pod_env}.items()}
+        env["PATH"] = os.environ["PATH"]
+        self.env = env
+        # `ppg-mi` is the console script of the package; the module form runs the same main()
+        self.argv = [sys.executable, "-m", "ppg_mi", *command[1:], *args]
+        return subprocess.Popen(self.argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                cwd=env.get("HOME", str(cwd)))
 
     def _host_path(self, value: str) -> str:
         for mount, host in self.mounts.items():
@@ -138,7 +148,8 @@ class LocalPod:
             raise AssertionError(f"{self.name} did not stop within terminationGracePeriodSeconds={self.grace}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
     def close(self) -> None:

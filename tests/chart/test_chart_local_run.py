@@ -18,87 +18,26 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from ppg_mi.config import Settings
 from ppg_mi.streaming.codec import decode_prediction
 
 from ..helpers import read_topic, wait_for
 from . import chartlib as cl
+from . import rendered
 from .localpod import LocalPod
 
 pytestmark = [pytest.mark.chart, pytest.mark.integration, pytest.mark.e2e]
-
-
-def _values(tag: str, seed: int, records: int) -> dict:
-    return {
-        # names unique to this test, set through the chart's own values
-        "topics": {"partitions": 3, "replicas": 1,
-                   "names": {"raw": f"raw-{tag}", "filtered": f"filtered-{tag}",
-                             "predictions": f"predictions-{tag}", "dlq": f"dlq-{tag}"}},
-        "filter": {"groupId": f"filter-{tag}", "autoscaling": {"maxReplicas": 3}},
-        "classifier": {"groupId": f"classifier-{tag}", "modelReloadIntervalS": 1,
-                       "autoscaling": {"maxReplicas": 3}},
-        "dashboard": {"groupId": f"dashboard-{tag}"},
-        "producer": {"shards": 2, "parallelism": 2, "synthetic": records, "seed": seed,
-                     # paced so that each shard runs for a few seconds: its probes are checked live
-                     "rate": 8},
-        "config": {"batchMaxWaitMs": 100},
-    }
-
-
-def _create_topics(objects: list[dict], bootstrap: str) -> dict[str, int]:
-    """Create the topics exactly as the rendered KafkaTopics declare them (name, partitions, config)."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = cl.of_kind(objects, "KafkaTopic")
-    futures = admin.create_topics([NewTopic(t["spec"]["topicName"], t["spec"]["partitions"], t["spec"]["replicas"],
-                                            config={k: str(v) for k, v in t["spec"].get("config", {}).items()})
-                                   for t in topics], operation_timeout=30)
-    for future in futures.values():
-        future.result()
-    return {t["spec"]["topicName"]: t["spec"]["partitions"] for t in topics}
-
-
-def _warm_group_coordinator(bootstrap: str, topic: str) -> None:
-    """Join and leave a throw-away group once, so the broker's group coordinator is loaded.
-
-    On a fresh broker the first group join (while ``__consumer_offsets`` is being created) has been
-    seen to kill a stage process with SIGSEGV inside the Kafka client; Kubernetes would restart the
-    pod, but that start-up race is not what this test is about (reported separately).
-    """
-    from confluent_kafka import Consumer
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"warm-up-{uuid.uuid4().hex[:8]}",
-                         "auto.offset.reset": "earliest"})
-    try:
-        consumer.subscribe([topic])
-        wait_for(lambda: consumer.poll(0.2) is None and consumer.assignment(), 60, interval=0,
-                 what="a first consumer group to be joined")
-    finally:
-        consumer.close()
-
-
-def _check_endpoints(pod: LocalPod, objects: list[dict]) -> None:
-    """Every probe the container declares, and every PodMonitor endpoint selecting it, answers 200."""
-    for kind, get in pod.probes().items():
-        status, body = pod.get(get["port"], get["path"])
-        assert status == 200, f"{pod.name}: {kind} {get['path']} on port {get['port']} answered {status}: {body}"
-    labels = cl.pod_labels(pod.obj)
-    monitors = [m for m in cl.of_kind(objects, "PodMonitor") if cl.selects(m["spec"]["selector"]["matchLabels"], labels)]
-    assert monitors, f"no PodMonitor scrapes {pod.name}"
-    for monitor in monitors:
-        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
-            status, body = pod.get(endpoint["port"], endpoint["path"])
-            assert status == 200 and "ppg_mi_" in body, f"{pod.name}: {endpoint} answered {status}"
 
 
 def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir: Path, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     seed = random.randrange(1000, 10**6)
     records = 32
-    objects = cl.render([cl.write_values(tmp_path / "values.yaml", _values(tag, seed, records))])
-    partitions = _create_topics(objects, kafka_bootstrap)
-    _warm_group_coordinator(kafka_bootstrap, f"raw-{tag}")
+    objects = cl.render([cl.write_values(tmp_path / "values.yaml", rendered.pipeline_values(tag, seed, records))])
+    partitions = rendered.create_topics(objects, kafka_bootstrap)
+    rendered.warm_group_coordinator(kafka_bootstrap, f"raw-{tag}")
     claims = tmp_path / "claims"
     deployments = {cl.pod_labels(d)["app.kubernetes.io/component"]: d for d in cl.of_kind(objects, "Deployment")}
     # the model PVC holds a trained store, as the training Job leaves it
@@ -126,7 +65,7 @@ def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir
             # its probes and metrics port answer while it runs (it is paced to run for seconds)
             wait_for(lambda: shard.alive() and shard.probe_ok("readinessProbe"), 60, interval=0.05,
                      what=f"{shard.name} ready")
-            _check_endpoints(shard, objects)
+            rendered.check_endpoints(shard, objects)
         for shard in shards:
             assert shard.proc.wait(120) == 0, shard.log()
             assert f"shard {shard.env['PPG_MI_PRODUCER_SHARD']}: " in shard.log()
@@ -138,7 +77,7 @@ def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir
 
         for pod in pods:
             pod.alive()
-            _check_endpoints(pod, objects)
+            rendered.check_endpoints(pod, objects)
         # KEDA measures the groups the running processes actually joined
         admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
         groups = {g.group_id for g in admin.list_consumer_groups().result(timeout=30).valid}
@@ -166,14 +105,14 @@ def test_rendered_dashboard_pod_serves_its_probes(kafka_bootstrap: str, tmp_path
     if importlib.util.find_spec("ppg_mi.services.dashboard") is None:
         pytest.skip("ppg_mi.services.dashboard does not exist yet (issue #5): the dashboard pod cannot run")
     tag = uuid.uuid4().hex[:8]
-    objects = cl.render([cl.write_values(tmp_path / "values.yaml", _values(tag, 1, 4))])
-    _create_topics(objects, kafka_bootstrap)
+    objects = cl.render([cl.write_values(tmp_path / "values.yaml", rendered.pipeline_values(tag, 1, 4))])
+    rendered.create_topics(objects, kafka_bootstrap)
     (d,) = [o for o in cl.of_kind(objects, "Deployment") if cl.pod_labels(o)["app.kubernetes.io/component"] == "dashboard"]
     pod = LocalPod(d, cl.pod_spec(d), pod_name=f"{d['metadata']['name']}-7f8b9-da0", bootstrap=kafka_bootstrap,
                    root=tmp_path / "dashboard", claims_root=tmp_path / "claims")
     try:
         wait_for(lambda: pod.alive() and pod.probe_ok("readinessProbe"), 120, what="dashboard ready")
-        _check_endpoints(pod, objects)
+        rendered.check_endpoints(pod, objects)
         # the Service's target port serves the Streamlit page
         (svc,) = cl.of_kind(objects, "Service")
         target = svc["spec"]["ports"][0]["targetPort"]

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import Settings
 from ..model import Checkpoint, ModelError, ModelStore, load_checkpoint
+from ..model.numba_cache import use_numba_cache
 from ..observability import metrics as m
 from ..observability.metrics import StageMetrics
 from ..signal import BandPass, InvalidSignal, validate_samples
@@ -145,10 +146,7 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def run(settings: Settings) -> int:
-    if settings.numba_cache_dir:
-        import os
-
-        os.environ.setdefault("NUMBA_CACHE_DIR", settings.numba_cache_dir)
+    use_numba_cache(settings.numba_cache_dir)
     termination = on_termination()  # before the model loads, which takes seconds
     with service(settings, ROLE) as health:
         metrics = StageMetrics(ROLE, health)

@@ -35,3 +35,27 @@ def test_demo_classifies_every_record_and_reconciles_each_stage(
     assert f"{RECORDS}/{RECORDS} recordings classified" in out, out
     for stage in ("filter", "classifier"):
         assert f"{stage}: in {RECORDS} = out {RECORDS} + dead letters 0" in out, out
+
+
+def test_demo_stops_cleanly_on_ctrl_c_even_as_a_background_job(served_settings: Settings, tmp_path: Path) -> None:
+    """SIGINT to the demo's process group, as Ctrl-C sends it, with SIGINT ignored at start as a shell
+    leaves it for a background job: every process stops and the demo exits 0, reporting no failure."""
+    settings = served_settings.replace(cache_dir=str(tmp_path / "cache"), metrics_port=free_port())
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "ppg_mi", "demo", "--records", str(RECORDS), "--rate", "0", "--no-dashboard"],
+        env={**os.environ, **settings.as_env()}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    lines: list[str] = []
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            if "the services keep running" in line:
+                os.killpg(demo.pid, signal.SIGINT)
+                break
+        out = "".join(lines) + demo.communicate(timeout=60)[0]
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+    assert "the services keep running" in out, out
+    assert demo.returncode == 0 and "stopping" in out and "exited with" not in out, out

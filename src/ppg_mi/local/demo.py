@@ -9,6 +9,7 @@ metrics port (the configured one plus an offset, or a free one when that is take
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,8 +46,24 @@ def _say(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the demo through its clean-up.
+
+    Explicitly, because a shell starts a background job with SIGINT ignored and Python then keeps
+    it ignored: the children, which handle SIGINT themselves, stopped alone and the demo reported
+    them as failed ("filter exited with 0", exit 1).
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
 def run_demo(settings: Settings, records: int = 2000, rate: float = 50.0, dashboard: bool = True,
              exit_when_done: bool = False) -> int:
+    _stop_on_signals()
     started_broker = None
     if not settings.kafka_bootstrap_servers:
         broker = LocalBroker.for_settings(settings)

@@ -212,6 +212,24 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .observability.probe import status
+
+    settings = _settings(args)
+    port = settings.metrics_port
+    if settings.metrics_port_file:
+        try:
+            port = int(Path(settings.metrics_port_file).read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{args.path}: no port in {settings.metrics_port_file} yet ({exc})")
+            return 1
+    host = "127.0.0.1" if settings.metrics_host in ("", "0.0.0.0", "::") else settings.metrics_host
+    code, body = status(host, port, args.path, timeout=args.timeout)
+    # the whole exposition for /metrics; the health endpoints' reasons are short
+    print(f"{args.path}: {code or 'no answer'} {body.strip() if args.path == '/metrics' else body.strip()[:300]}")
+    return 0 if code == 200 else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchOptions, run_bench
 
@@ -312,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="labelled CSV in the Kaggle layout")
 
     add("config", cmd_config, "List every PPG_MI_* setting with its default and meaning.")
+
+    p = add("probe", cmd_probe, "Ask this container's service one of its endpoints; exit 0 on HTTP 200.",
+            epilog="The exec probe of pods that share the host network, where replicas cannot each have a "
+                   "fixed port: the service binds a free port and writes it to PPG_MI_METRICS_PORT_FILE, "
+                   "which this command reads (else it asks PPG_MI_METRICS_PORT). Example: ppg-mi probe /readyz")
+    p.add_argument("path", choices=["/healthz", "/readyz", "/metrics"], help="endpoint to ask")
+    p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
 
     p = add("observability", cmd_observability,
             "Generate the Grafana dashboards and Prometheus alerting rules of the chart.")

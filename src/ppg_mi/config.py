@@ -123,8 +123,17 @@ class Settings:
     )
 
     # --- Observability ------------------------------------------------------
-    metrics_port: int = _setting(9464, "Port of /metrics, /healthz and /readyz; 0 disables the server.")
-    metrics_host: str = _setting("0.0.0.0", "Address the metrics server binds.")
+    metrics_port: int = _setting(
+        9464, "Port of /metrics, /healthz and /readyz; 0 disables the server, unless PPG_MI_METRICS_PORT_FILE "
+        "is set: then 0 binds a free port."
+    )
+    metrics_host: str = _setting(
+        "127.0.0.1", "Address the metrics server binds (the chart sets 0.0.0.0 for pods on a pod network)."
+    )
+    metrics_port_file: str = _setting(
+        "", "File the metrics server writes the port it bound to (read by `ppg-mi probe`: pods that share "
+        "the host network cannot each have a fixed port). Empty: none."
+    )
     liveness_timeout_s: float = _setting(30.0, "/healthz fails when the main loop has not turned for this long.")
     lag_interval_s: float = _setting(5.0, "How often a consuming stage queries its group's committed lag.")
     log_level: str = _setting("INFO", "DEBUG, INFO, WARNING or ERROR.")
@@ -132,6 +141,9 @@ class Settings:
 
     # --- Dashboard ---------------------------------------------------------
     dashboard_port: int = _setting(8501, "Port of the Streamlit dashboard.")
+    dashboard_host: str = _setting(
+        "127.0.0.1", "Address the Streamlit dashboard binds (the chart sets 0.0.0.0 for pods on a pod network)."
+    )
     dashboard_max_records: int = _setting(50000, "Predictions kept in the dashboard's memory (oldest dropped).")
     dashboard_refresh_s: float = _setting(2.0, "Refresh period of the live parts of the page.")
 

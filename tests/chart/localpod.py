@@ -23,6 +23,7 @@ from .chartlib import REPO
 from .podenv import resolve_env
 
 ENTRYPOINT = "ppg-mi"
+BIND_ADDRESSES = ("PPG_MI_METRICS_HOST", "PPG_MI_DASHBOARD_HOST")
 
 
 def image_env(dockerfile: Path = REPO / "images" / "Dockerfile") -> dict[str, str]:
@@ -82,6 +83,9 @@ class LocalPod:
         for key, value in list(self.pod_env.items()):
             if key == "PPG_MI_KAFKA_BOOTSTRAP_SERVERS":
                 self.pod_env[key] = bootstrap
+            elif key in BIND_ADDRESSES and value == "0.0.0.0" and not pod_spec.get("hostNetwork"):
+                # every interface of the pod's own network; here the host's network is shared
+                self.pod_env[key] = "127.0.0.1"
             elif key.endswith("_PORT") and value in by_number:
                 self.pod_env[key] = by_number[value]
         command = self.container["command"]
@@ -124,12 +128,20 @@ class LocalPod:
             return 0, ""
 
     def probes(self) -> dict[str, dict]:
-        return {k: self.container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")
-                if k in self.container}
+        """The container's probes by kind (startupProbe, livenessProbe, readinessProbe)."""
+        return {k: self.container[k] for k in ("startupProbe", "livenessProbe", "readinessProbe") if k in self.container}
 
     def probe_ok(self, kind: str) -> bool:
-        get = self.container[kind]["httpGet"]
-        return self.get(get["port"], get["path"])[0] == 200
+        probe = self.container[kind]
+        if "exec" in probe:
+            return self.exec(probe["exec"]["command"], timeout=probe.get("timeoutSeconds", 1) + 10).returncode == 0
+        return self.get(probe["httpGet"]["port"], probe["httpGet"]["path"])[0] == 200
+
+    def exec(self, command: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+        """Run ``command`` as the kubelet runs an exec probe: in the container, with its environment."""
+        assert command[0] == ENTRYPOINT, f"{self.name}: exec {command} does not run the image's entrypoint"
+        return subprocess.run([sys.executable, "-m", "ppg_mi", *command[1:]], env=self.env, capture_output=True,
+                              text=True, timeout=timeout, cwd=self.env.get("HOME"))
 
     def alive(self) -> bool:
         if self.proc.poll() is not None:

@@ -60,12 +60,17 @@ def warm_group_coordinator(bootstrap: str, topic: str) -> None:
 
 
 def check_endpoints(pod: LocalPod, objects: list[dict]) -> None:
-    """Every probe the container declares, and every PodMonitor endpoint selecting it, answers 200."""
-    for kind, get in pod.probes().items():
-        status, body = pod.get(get["port"], get["path"])
-        assert status == 200, f"{pod.name}: {kind} {get['path']} on port {get['port']} answered {status}: {body}"
+    """Every probe the container declares answers; so does every PodMonitor endpoint selecting it,
+    and a pod on a pod network has one. On the host network (no named metrics port, so no
+    PodMonitor) the exec probe command serves /metrics as well."""
+    for kind, probe in pod.probes().items():
+        assert pod.probe_ok(kind), f"{pod.name}: {kind} {probe} failed"
     labels = cl.pod_labels(pod.obj)
     monitors = [m for m in cl.of_kind(objects, "PodMonitor") if cl.selects(m["spec"]["selector"]["matchLabels"], labels)]
+    if pod.pod_spec.get("hostNetwork"):
+        metrics = pod.exec(["ppg-mi", "probe", "/metrics"])
+        assert metrics.returncode == 0 and "ppg_mi_" in metrics.stdout, f"{pod.name}: /metrics {metrics}"
+        return
     assert monitors, f"no PodMonitor scrapes {pod.name}"
     for monitor in monitors:
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:

@@ -38,6 +38,8 @@ MATRIX: dict[str, dict] = {
              "classifier": {"autoscaling": {"minReplicas": 2, "maxReplicas": 12}},
              "models": {"pvc": {"accessModes": ["ReadWriteMany"], "size": "10Gi", "storageClassName": "standard-rwx"}},
              "dashboard": {"replicas": 2, "ingress": {"enabled": True}}},
+    # single-node clusters without a pod network (the cluster tier's node)
+    "host-network": {"hostNetwork": {"enabled": True}, "monitoring": {"podMonitors": {"enabled": False}}},
     "minimal": {"dashboard": {"enabled": False}, "producer": {"enabled": False}, "training": {"enabled": False},
                 "topics": {"create": False}, "networkPolicy": {"enabled": False}, "serviceAccount": {"create": False},
                 "monitoring": {"podMonitors": {"enabled": False}, "prometheusRule": {"enabled": False},
@@ -158,12 +160,22 @@ def test_policy_every_container_is_bounded_probed_and_restricted(name: str, rend
                 assert spec.get("activeDeadlineSeconds") or obj["spec"].get("activeDeadlineSeconds"), cwhere
                 continue
             ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+            env = cl.env_map(container)
             for probe in ("livenessProbe", "readinessProbe"):
                 assert probe in container, f"{cwhere}: {probe}"
+                if spec.get("hostNetwork"):
+                    # replicas on one node's network cannot share a port: each binds a free one,
+                    # written to PPG_MI_METRICS_PORT_FILE, which `ppg-mi probe` reads
+                    command = container[probe]["exec"]["command"]
+                    assert command[:2] == ["ppg-mi", "probe"], f"{cwhere}: {probe} {command}"
+                    assert env["PPG_MI_METRICS_PORT"]["value"] == "0" and env["PPG_MI_METRICS_PORT_FILE"], cwhere
+                    assert env["PPG_MI_METRICS_PORT_FILE"]["value"].startswith("/tmp/"), f"{cwhere}: on a volume"
+                    assert "metrics" not in ports, f"{cwhere}: a fixed metrics port would become a hostPort"
+                    continue
                 get = container[probe]["httpGet"]
                 assert get["port"] in ports, f"{cwhere}: {probe} names a port the container does not declare"
-            env = cl.env_map(container)
-            assert int(env["PPG_MI_METRICS_PORT"]["value"]) == ports["metrics"], cwhere
+            if not spec.get("hostNetwork"):
+                assert int(env["PPG_MI_METRICS_PORT"]["value"]) == ports["metrics"], cwhere
         if obj["kind"] == "Deployment" or (obj["kind"] == "Job" and _component(obj) == "producer"):
             shutdown = max(float(cl.env_map(c).get("PPG_MI_SHUTDOWN_TIMEOUT_S", {}).get("value", 0))
                            for c in spec["containers"])
@@ -397,3 +409,33 @@ def test_notes_render(name: str, tmp_path: Path) -> None:
     elif name != "minimal":
         assert "port-forward svc/ppg-ppg-mi-dashboard" in notes
     assert ("KEDA ScaledObjects" in notes) == (name != "keda-off")
+
+
+def test_host_network_pods_bind_only_the_node_address(rendered: dict[str, list[dict]]) -> None:
+    """Single-node mode: every pod on the node's network, every process bound to hostNetwork.address
+    (127.0.0.1 by default), and the `helm test` pod asking the dashboard there (no cluster DNS)."""
+    workloads = cl.workloads(rendered["host-network"])
+    assert workloads
+    for obj, spec in workloads:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        assert spec.get("hostNetwork") is True and spec.get("dnsPolicy") == "ClusterFirstWithHostNet", where
+        for container in spec["containers"]:
+            env = cl.env_map(container)
+            for name in ("PPG_MI_METRICS_HOST", "PPG_MI_DASHBOARD_HOST"):
+                if name in env:
+                    assert env[name]["value"] == "127.0.0.1", f"{where}: {name}"
+    (test_pod,) = [o for o in rendered["host-network"] if o["kind"] == "Pod"]
+    assert test_pod["spec"]["containers"][0]["args"][-1] == "http://127.0.0.1:8501/"
+    assert not cl.of_kind(rendered["host-network"], "NetworkPolicy"), "NetworkPolicies do not apply to host-network pods"
+    # on a pod network the processes bind every interface of the pod's own network
+    for obj, spec in cl.workloads(rendered["defaults"]):
+        assert not spec.get("hostNetwork")
+        for container in spec["containers"]:
+            env = cl.env_map(container)
+            assert env.get("PPG_MI_METRICS_HOST", {"value": "0.0.0.0"})["value"] == "0.0.0.0"
+
+
+def test_host_network_refuses_pod_monitors(tmp_path: Path) -> None:
+    values = cl.write_values(tmp_path / "v.yaml", {"hostNetwork": {"enabled": True}})
+    result = cl.render([values], check=False)
+    assert result.returncode != 0 and "set monitoring.podMonitors.enabled=false" in result.stderr

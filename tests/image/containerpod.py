@@ -68,6 +68,11 @@ class ContainerPod(LocalPod):
         self.argv = [*argv, self.image, *command[1:], *args]
         return subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
+    def exec(self, command: list[str], timeout: float = 30) -> subprocess.CompletedProcess:
+        """``podman exec``: the command in the running container, as the kubelet runs an exec probe."""
+        return subprocess.run([*self.podman, "exec", self.container_name, *command], capture_output=True,
+                              text=True, timeout=timeout)
+
     def host_path(self, mount_path: str) -> Path:
         return self.mounts[mount_path]
 

@@ -30,8 +30,12 @@ pytestmark = [pytest.mark.image, pytest.mark.chart, pytest.mark.integration, pyt
 
 
 def _values(tag: str, seed: int, records: int, **overrides: dict) -> dict:
+    """The pipeline as a single node without a pod network runs it: on the host network (the broker
+    is the tests' one on 127.0.0.1), each process on a free port, probed by `ppg-mi probe`."""
     values = rendered.pipeline_values(tag, seed, records)
     values["training"] = {"synthetic": 60, "seed": seed % 1000, "folds": 0}
+    values["hostNetwork"] = {"enabled": True, "address": "127.0.0.1"}
+    values["monitoring"] = {"podMonitors": {"enabled": False}}
     values.update(overrides)
     return values
 
@@ -82,7 +86,7 @@ def test_image_runs_every_role_under_the_chart_settings(kafka_bootstrap: str, pr
         services = [run(_component(objects, c), f"{_component(objects, c)['metadata']['name']}-5d9c7-{c[:2]}0")
                     for c in ("filter", "classifier", "dashboard")]
         for pod in services:
-            wait_for(lambda: pod.alive() and pod.probe_ok("readinessProbe"), 240, what=f"{pod.name} ready")
+            wait_for(lambda: pod.alive() and pod.probe_ok("readinessProbe"), 240, interval=1, what=f"{pod.name} ready")
 
         job = _component(objects, "producer")
         shards = [run(job, f"{job['metadata']['name']}-{i}-x7k2p",

@@ -152,6 +152,10 @@ seccompProfile:
 {{- $ := index . 0 -}}
 serviceAccountName: {{ include "ppg-mi.serviceAccountName" $ }}
 automountServiceAccountToken: false
+{{- if $.Values.hostNetwork.enabled }}
+hostNetwork: true
+dnsPolicy: ClusterFirstWithHostNet
+{{- end }}
 enableServiceLinks: false
 securityContext:
   {{- include "ppg-mi.podSecurityContext" $ | nindent 2 }}
@@ -220,8 +224,17 @@ affinity:
   value: {{ $.Values.topics.partitions | quote }}
 - name: PPG_MI_TOPIC_REPLICATION_FACTOR
   value: {{ $.Values.topics.replicas | quote }}
+- name: PPG_MI_METRICS_HOST
+  value: {{ include "ppg-mi.bindAddress" $ | quote }}
+{{- if $.Values.hostNetwork.enabled }}
+- name: PPG_MI_METRICS_PORT
+  value: "0"
+- name: PPG_MI_METRICS_PORT_FILE
+  value: /tmp/ppg-mi-metrics.port
+{{- else }}
 - name: PPG_MI_METRICS_PORT
   value: {{ $.Values.metrics.port | quote }}
+{{- end }}
 - name: PPG_MI_LOG_FORMAT
   value: "json"
 - name: PPG_MI_LOG_LEVEL
@@ -301,27 +314,58 @@ affinity:
 {{- end -}}
 
 {{/* Probes on the one health port of every process --------------------------------- */}}
+{{/* Probes: HTTP on the named metrics port; on the host network (hostNetwork.enabled), where
+     replicas cannot share a fixed port, `ppg-mi probe` run in the container finds the port the
+     process bound in PPG_MI_METRICS_PORT_FILE. Python starts in well under a second; 5 s allows a
+     busy node. */}}
+{{- define "ppg-mi.probeAction" -}}
+{{- $ := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- if $.Values.hostNetwork.enabled }}
+exec:
+  command: ["ppg-mi", "probe", {{ $path | quote }}]
+timeoutSeconds: 5
+{{- else }}
+httpGet:
+  path: {{ $path }}
+  port: metrics
+{{- end }}
+{{- end -}}
+
 {{- define "ppg-mi.probes" -}}
 startupProbe:
-  httpGet:
-    path: /healthz
-    port: metrics
+  {{- include "ppg-mi.probeAction" (list . "/healthz") | nindent 2 }}
   periodSeconds: 5
   failureThreshold: 60
 livenessProbe:
-  httpGet:
-    path: /healthz
-    port: metrics
+  {{- include "ppg-mi.probeAction" (list . "/healthz") | nindent 2 }}
   periodSeconds: 10
+  {{- if not .Values.hostNetwork.enabled }}
   timeoutSeconds: 3
+  {{- end }}
   failureThreshold: 3
 readinessProbe:
-  httpGet:
-    path: /readyz
-    port: metrics
+  {{- include "ppg-mi.probeAction" (list . "/readyz") | nindent 2 }}
   periodSeconds: 5
+  {{- if not .Values.hostNetwork.enabled }}
   timeoutSeconds: 3
+  {{- end }}
   failureThreshold: 2
+{{- end -}}
+
+{{/* The metrics container port; none on the host network (the port is chosen by the process) */}}
+{{- define "ppg-mi.metricsPorts" -}}
+{{- if not .Values.hostNetwork.enabled -}}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
+{{- end -}}
+{{- end -}}
+
+{{/* Address the processes bind: every interface of the pod's own network, or only
+     hostNetwork.address when the pod shares the node's network */}}
+{{- define "ppg-mi.bindAddress" -}}
+{{- if .Values.hostNetwork.enabled -}}{{ .Values.hostNetwork.address }}{{- else -}}0.0.0.0{{- end -}}
 {{- end -}}
 
 {{- define "ppg-mi.modelsClaim" -}}

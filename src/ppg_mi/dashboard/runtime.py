@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..config import Settings
 from ..observability import metrics as m
-from ..observability.server import Health, MetricsServer
+from ..observability.server import Health, MetricsServer, serve_endpoints
 from .reader import METADATA_INTERVAL_S, StreamReader
 from .state import DeadLetterCounts, PredictionStore, WaveformCache
 
@@ -122,8 +122,8 @@ def shared(settings: Settings, start_reader: bool = True) -> DashboardRuntime:
         runtime = DashboardRuntime(settings, _health, start_reader)
         _health.add_check("broker", runtime.broker_check)
         _health.add_check("reader", runtime.reader_check)
-        if _server is None and settings.metrics_port:
-            _server = MetricsServer(settings.metrics_host, settings.metrics_port, _health).start()
+        if _server is None:
+            _server = serve_endpoints(settings, _health)
         _runtimes[settings] = runtime
         _latest = runtime
         return runtime

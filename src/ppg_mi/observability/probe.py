@@ -6,6 +6,7 @@ the same ``/metrics`` and ``/readyz`` a Kubernetes probe or Prometheus reads.
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 
 
@@ -16,6 +17,17 @@ def fetch(port: int, path: str, timeout: float = 2.0) -> str | None:
             return response.read().decode()
     except OSError:  # refused, timed out, or an HTTPError (a subclass) such as /readyz's 503
         return None
+
+
+def status(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:
+    """``(HTTP status, body)`` of ``GET http://<host>:<port><path>``; status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError as exc:
+        return 0, str(exc)
 
 
 def metric_total(exposition: str, name: str) -> float:

@@ -7,9 +7,12 @@ import logging
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from ..config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ class MetricsServer:
     framework (the Streamlit dashboard)::
 
         health = Health(30.0, role="dashboard")
-        server = MetricsServer("0.0.0.0", settings.metrics_port, health).start()
+        server = serve_endpoints(settings, health)
 
     ``port=0`` binds a free port; :attr:`port` tells which.
     """
@@ -130,3 +133,21 @@ class MetricsServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def serve_endpoints(settings: Settings, health: Health) -> MetricsServer | None:
+    """Start the process's endpoints as configured; None when the server is disabled.
+
+    With ``metrics_port_file`` set, port 0 binds a free port, and the bound port is written there
+    (atomically) for ``ppg-mi probe``: the probes of pods sharing one host network find it so.
+    """
+    if not settings.metrics_port and not settings.metrics_port_file:
+        return None
+    server = MetricsServer(settings.metrics_host, settings.metrics_port, health).start()
+    if settings.metrics_port_file:
+        path = Path(settings.metrics_port_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(f"{server.port}\n")
+        tmp.replace(path)
+    return server

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 def streamlit_argv(settings: Settings) -> list[str]:
     """The ``streamlit run`` command line: headless, on ``dashboard_port``, no file watching."""
     return ["streamlit", "run", str(APP_SCRIPT),
+            "--server.address", settings.dashboard_host,
             "--server.port", str(settings.dashboard_port),
             "--server.headless", "true",
             "--server.fileWatcherType", "none",

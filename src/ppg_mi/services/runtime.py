@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 from ..config import Settings
 from ..observability.lag import GroupLagMonitor
 from ..observability.logs import configure as configure_logging
-from ..observability.server import Health, MetricsServer
+from ..observability.server import Health, serve_endpoints
 from ..streaming.clients import common_config
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def service(settings: Settings, role: str) -> Iterator[Health]:
     health = Health(settings.liveness_timeout_s, role=role)
     server = None
     lag_monitor = None
-    if settings.metrics_port:
-        server = MetricsServer(settings.metrics_host, settings.metrics_port, health).start()
+    server = serve_endpoints(settings, health)
+    if server is not None:
         log.info("endpoints ready", extra={"role": role, "port": server.port,
                                            "paths": "/metrics /healthz /readyz"})
     consumed = consumed_topic(settings, role)

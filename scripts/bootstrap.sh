@@ -3,7 +3,8 @@
 #
 #   scripts/bootstrap.sh demo   what `make demo` needs: the runtime Python packages and Kafka's jars
 #   scripts/bootstrap.sh test   what `make test` needs besides: the test extras, helm, Debian's
-#                               prometheus and chromium, and the project image (scripts/image.sh)
+#                               prometheus and chromium, the project image (scripts/image.sh) and
+#                               the single-node Kubernetes of the cluster tier (scripts/cluster/)
 #
 # Safe to run again: each step is skipped when done.
 set -euo pipefail
@@ -67,4 +68,8 @@ fi
 
 step "building the project image with podman (scripts/image.sh)"
 bash scripts/image.sh build
+
+step "the single-node Kubernetes of the cluster tier: containerd and runc, control plane built with go (scripts/cluster/)"
+bash scripts/cluster/install-packages.sh
+bash scripts/cluster/build.sh
 step "ready for the tests"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,30 @@ def served_settings(broker_settings: Settings, trained_models_dir: Path) -> Sett
     """``broker_settings`` whose model store holds this test's own copy of the session's model."""
     shutil.copytree(trained_models_dir, broker_settings.models_dir)
     return broker_settings
+
+
+@dataclass(frozen=True)
+class ProjectImage:
+    name: str
+    podman: list[str]
+    uid: int
+
+
+@pytest.fixture(scope="session")
+def project_image() -> ProjectImage:
+    """The image of the working tree: a rebuild reuses every layer of an unchanged tree (seconds)."""
+    image = os.environ.get("PPG_MI_IMAGE", "localhost/ppg-mi:dev")
+    result = subprocess.run(["bash", str(REPO / "scripts" / "image.sh"), "build"], capture_output=True,
+                            text=True, timeout=1800, env={**os.environ, "PPG_MI_IMAGE": image})
+    if result.returncode != 0:
+        pytest.fail(f"scripts/image.sh build failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    cache = Path(os.environ.get("PPG_MI_CACHE_DIR") or Path.home() / ".cache" / "ppg-mi")
+    podman = ["env", f"CONTAINERS_CONF={cache / 'containers' / 'containers.conf'}", "podman"]
+    user = subprocess.run([*podman, "image", "inspect", "--format", "{{.Config.User}}", image],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    yield ProjectImage(image, podman, int(user.split(":")[0]))
+    # containers of an interrupted test: `podman run --rm` leaves none behind otherwise
+    names = subprocess.run([*podman, "ps", "-a", "--format", "{{.Names}}", "--filter", "name=ppg-mi-test-"],
+                           capture_output=True, text=True).stdout.split()
+    if names:
+        subprocess.run([*podman, "rm", "--force", "--time", "0", *names], capture_output=True)

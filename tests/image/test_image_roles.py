@@ -23,7 +23,7 @@ from ppg_mi.streaming.codec import decode_prediction
 from ..chart import chartlib as cl
 from ..chart import rendered
 from ..helpers import read_topic, wait_for
-from .conftest import ProjectImage
+from ..conftest import ProjectImage
 from .containerpod import ContainerPod
 
 pytestmark = [pytest.mark.image, pytest.mark.chart, pytest.mark.integration, pytest.mark.e2e]

@@ -111,3 +111,12 @@ def test_the_fuzzer_reaches_outputs() -> None:
     assert isinstance(FilterProcessor(BandPass(), N).process(_batch([_valid()]))[0], Output)
     out = ClassifierProcessor(_Models(_FixedModel())).process(_batch([_valid(filtered=True)]))  # type: ignore[arg-type]
     assert isinstance(out[0], Output)
+
+
+def test_both_stages_dead_letter_a_record_keyed_by_another_id() -> None:
+    """Found by the fuzzer: a record id changed in flight came out of the classifier under that id."""
+    wrong = [InputRecord(b"rec-2", _valid(filtered=True), "in", 0, 0, 0)]
+    classified = ClassifierProcessor(_Models(_FixedModel())).process(wrong)  # type: ignore[arg-type]
+    filtered = FilterProcessor(BandPass(), N).process([InputRecord(b"rec-2", _valid(), "in", 0, 0, 0)])
+    for (outcome,) in (classified, filtered):
+        assert isinstance(outcome, DeadLetter) and outcome.reason == "key_mismatch"

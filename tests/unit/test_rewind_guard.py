@@ -213,3 +213,210 @@ def test_fatal_errors_again_and_again_end_the_process(monkeypatch: pytest.Monkey
     with pytest.raises(ProducerFailed):
         loop._abort()
     assert len(created) == loop_module.MAX_FATAL_IN_A_ROW
+
+
+# --- #18 item 3: abort_transaction is retried within a budget, like the commit -----------------
+class TimingOutAbortProducer:
+    """abort_transaction answers a retriable timeout, forever (a broker that keeps timing out aborts)."""
+
+    def __init__(self) -> None:
+        self.aborts = 0
+
+    def abort_transaction(self, timeout: float) -> None:
+        import time
+
+        time.sleep(0.01)  # a timed-out call takes time
+        self.aborts += 1
+        if self.aborts > 200:  # the old loop retried without end: fail instead of hanging
+            raise AssertionError("abort_transaction retried without a time budget")
+        raise _retriable_timeout()
+
+
+def test_an_abort_still_retriable_after_its_budget_replaces_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loop_module, "ABORT_RETRY_BUDGET_S", 0.2, raising=False)
+    loop = _loop({})
+    stuck = TimingOutAbortProducer()
+    created: list[object] = []
+    beats: list[float] = []
+    monkeypatch.setattr(loop, "_new_producer", lambda: created.append(object()) or created[-1])
+    monkeypatch.setattr(loop, "_init_transactions", lambda: None)  # the new producer's aborts the transaction
+    monkeypatch.setattr(loop.observer, "heartbeat", lambda: beats.append(1), raising=False)
+    loop.producer = stuck  # type: ignore[assignment]
+    loop._abort()
+    assert stuck.aborts >= 2, "a retriable abort is retried"
+    assert created and loop.producer is created[0], "past its budget the producer is replaced"
+    assert loop.producers_replaced == 1
+
+
+# --- #18 items 1 and 8: what counts, and when -------------------------------------------------
+class ScriptedProducer:
+    """A transactional producer whose commits fail (abortably) as scripted, and that can refuse
+    messages of a topic through their delivery reports."""
+
+    def __init__(self, commit_failures: int = 0, refuse: dict[str, int] | None = None) -> None:
+        self.commit_failures = commit_failures
+        self.refuse = refuse or {}  # topic → refuse messages whose value is longer than this
+        self.open: list[tuple[str, bytes, bytes]] = []
+        self.committed: list[tuple[str, bytes, bytes]] = []
+        self.reports: list[tuple[object, object]] = []
+        self.failed = False
+
+    def begin_transaction(self) -> None:
+        self.open, self.failed = [], False
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None, on_delivery=None) -> None:  # noqa: ANN001
+        refused = topic in self.refuse and len(value) > self.refuse[topic]
+        if refused:
+            self.failed = True
+            self.reports.append((on_delivery, KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)))
+        self.open.append((topic, key, value))
+
+    def poll(self, timeout: float) -> int:
+        reports, self.reports = self.reports, []
+        for callback, err in reports:
+            if callback is not None:
+                callback(err, None)
+        return len(reports)
+
+    def send_offsets_to_transaction(self, offsets: object, group: object, timeout: float) -> None:
+        if self.failed:
+            raise KafkaException(KafkaError(KafkaError._STATE, "Erroneous state", txn_requires_abort=True))
+
+    def commit_transaction(self, timeout: float) -> None:
+        if self.commit_failures:
+            self.commit_failures -= 1
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "delivery timed out", txn_requires_abort=True))
+        self.committed += self.open
+        self.open = []
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.open = []
+
+
+class GroupConsumer(RecordingConsumer):
+    def consumer_group_metadata(self) -> object:
+        return "group-metadata"
+
+
+class EchoProcessor:
+    """Outputs each record's value; a record whose key starts with ``bad`` becomes a dead letter."""
+
+    def between_batches(self) -> None:
+        return None
+
+    def process(self, batch: list[InputRecord]) -> list[object]:
+        from ppg_mi.streaming.loop import DeadLetter, Output
+
+        return [DeadLetter("unknown_schema", "test") if r.key.startswith(b"bad") else Output(r.key, r.value)
+                for r in batch]
+
+
+class CountingObserver(NullObserver):
+    def __init__(self) -> None:
+        self.counts = {"consumed": 0, "produced": 0, "dead": 0}
+        self.blocked_by: list[str | None] = []
+
+    def consumed(self, n: int) -> None:
+        self.counts["consumed"] += n
+
+    def produced(self, n: int) -> None:
+        self.counts["produced"] += n
+
+    def dead_lettered(self, reason: str) -> None:
+        self.counts["dead"] += 1
+
+    def blocked(self, why: str | None) -> None:
+        self.blocked_by.append(why)
+
+
+def _transacting_loop(producer: ScriptedProducer, processor: object, observer: object = None) -> StageLoop:
+    loop = _loop({0: 0, 1: 0})
+    loop.consumer = GroupConsumer({0: 0, 1: 0})  # type: ignore[assignment]
+    loop.producer = producer  # type: ignore[assignment]
+    loop.processor = processor  # type: ignore[assignment]
+    loop.observer = observer or NullObserver()  # type: ignore[assignment]
+    return loop
+
+
+def test_classifier_predictions_count_only_once_committed() -> None:
+    import numpy as np
+
+    from ppg_mi.observability import metrics as m
+    from ppg_mi.services.classifier import ClassifierProcessor
+    from ppg_mi.streaming.codec import Recording
+
+    class Checkpoint:
+        version = "v-count-test"
+        classes = ["Normal", "MI"]
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            return np.tile([0.2, 0.8], (len(x), 1))
+
+    class Models:
+        samples_per_record = 64
+        checkpoint = Checkpoint()
+
+        def maybe_reload(self) -> bool:
+            return False
+
+    wave = np.sin(np.linspace(0, 20, 64)).astype(np.float32)
+    batch = [InputRecord(f"r{i}".encode(), Recording(f"r{i}", wave, 125.0, filtered_us=1).encode(), "in", i % 2, i, 0)
+             for i in range(4)]
+    counter = m.PREDICTIONS.labels("MI", "v-count-test")
+    before = counter._value.get()
+    producer = ScriptedProducer(commit_failures=1)
+    loop = _transacting_loop(producer, ClassifierProcessor(Models()))  # type: ignore[arg-type]
+    loop._process_batch(batch)  # aborted: nothing may count
+    assert counter._value.get() == before, "an aborted batch's predictions must not count"
+    loop._process_batch(batch)  # the redo commits
+    assert counter._value.get() == before + len(batch)
+    assert len(producer.committed) == len(batch)
+
+
+def test_a_refused_dead_letter_is_isolated_and_written_reduced() -> None:
+    from ppg_mi.streaming import dlq
+
+    observer = CountingObserver()
+    producer = ScriptedProducer(refuse={"ppg.dlq": 2000})
+    loop = _transacting_loop(producer, EchoProcessor(), observer)
+    batch = [rec(0, 0), InputRecord(b"bad-1", b"x" * 5000, "in", 0, 1, 0), rec(1, 0), rec(0, 2)]
+    loop._process_batch(batch)
+    topics = [(t, k) for t, k, _ in producer.committed]
+    assert topics == [("out", b"k"), ("ppg.dlq", b"bad-1"), ("out", b"k"), ("out", b"k")], "only the culprit"
+    assert producer.committed[1][2] == b"x" * dlq.VALUE_KEPT_BYTES
+    assert observer.counts == {"consumed": 4, "produced": 3, "dead": 1}
+    assert loop._blocked is None and loop._attempts == 0
+
+
+def test_a_dlq_that_refuses_everything_blocks_the_stage_and_stops_the_heartbeat() -> None:
+    observer = CountingObserver()
+    beats: list[int] = []
+    observer.heartbeat = lambda: beats.append(1)  # type: ignore[method-assign]
+    producer = ScriptedProducer(refuse={"ppg.dlq": 0})
+    loop = _transacting_loop(producer, EchoProcessor(), observer)
+    loop._stop_deadline = float("inf")
+    batch = [rec(0, 0), InputRecord(b"bad-1", b"v", "in", 0, 1, 0), rec(0, 2)]
+    loop._process_batch(batch)
+    assert [k for _, k, _ in producer.committed] == [b"k"], "the record before the culprit commits, nothing after"
+    assert loop._blocked is not None and loop._blocked_at == ("in", 0, 1)
+    assert observer.blocked_by and observer.blocked_by[-1] is not None
+    assert ("in", 0, 1) in loop.consumer.seeks or ("in", 0, 0) in loop.consumer.seeks  # rewound, not skipped
+    loop._beat()
+    assert beats == [], "no heartbeat while blocked: /healthz fails after the liveness timeout"
+    # the DLQ takes dead letters again: the blocking record commits and the stage is live again
+    producer.refuse = {}
+    loop._process_batch(batch[1:])
+    assert loop._blocked is None and observer.blocked_by[-1] is None
+    loop._beat()
+    assert beats == [1]
+    assert observer.counts == {"consumed": 3, "produced": 2, "dead": 1}
+
+
+def test_an_output_the_broker_refuses_becomes_a_refused_dead_letter() -> None:
+    observer = CountingObserver()
+    producer = ScriptedProducer(refuse={"out": 100})
+    loop = _transacting_loop(producer, EchoProcessor(), observer)
+    batch = [rec(0, 0), InputRecord(b"big", b"y" * 500, "in", 1, 0, 0), rec(0, 1)]
+    loop._process_batch(batch)
+    assert [(t, k) for t, k, _ in producer.committed] == [("out", b"k"), ("ppg.dlq", b"big"), ("out", b"k")]
+    assert observer.counts == {"consumed": 3, "produced": 2, "dead": 1}

@@ -33,6 +33,7 @@ DLQ_INCREASE = (f"sum by (stage, reason) ({_DLQ} unless {_DLQ} offset 5m) "
 INPUT_RATE = 'sum(rate(ppg_mi_records_consumed_total{stage="filter"}[5m]))'
 PREDICTION_RATE = "sum(rate(ppg_mi_predictions_total[5m]))"
 ABORTED_INCREASE = 'sum by (stage) (increase(ppg_mi_transactions_total{outcome="aborted"}[10m]))'
+BLOCKED_BY_STAGE = "max by (stage) (ppg_mi_stage_blocked)"
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,19 @@ ALERTS: tuple[Alert, ...] = (
         description=("{{ $value | humanize }} transactions of {{ $labels.stage }} aborted in 10 minutes: every "
                      "abort redoes a batch. Look for broker restarts, fencing or timeouts in the logs."),
         signals=(ABORTED_INCREASE,),
+    ),
+    Alert(
+        name="PpgMiStageBlocked",
+        expr=f"{BLOCKED_BY_STAGE} > 0",
+        for_="1m",
+        severity="critical",
+        summary="{{ $labels.stage }} holds a record it can neither output nor dead-letter",
+        description=("A record of {{ $labels.stage }} can be written neither to its output topic nor to the "
+                     "dead-letter topic (even cut to its reduced form): the DLQ topic is missing, not "
+                     "authorised, or refuses its size. The record's partition does not move on (nothing is "
+                     "skipped); the process is not ready and fails /healthz after the liveness timeout, so "
+                     "Kubernetes restarts it. The log line `stage blocked` names the record and the error."),
+        signals=(BLOCKED_BY_STAGE,),
     ),
 )
 

@@ -51,6 +51,12 @@ CONSUMER_LAG = Gauge(
 LAG_SCRAPES = Counter(
     "ppg_mi_consumer_lag_queries", "Lag queries by outcome (ok, error).", ["stage", "outcome"]
 )
+STAGE_BLOCKED = Gauge(
+    "ppg_mi_stage_blocked",
+    "1 while a record can be neither output nor dead-lettered (e.g. the DLQ refuses every write): the stage "
+    "holds that record's partition, is not ready, and fails /healthz after the liveness timeout.",
+    ["stage"],
+)
 ASSIGNED_PARTITIONS = Gauge("ppg_mi_assigned_partitions", "Partitions assigned to this process.", ["stage"])
 LAST_LOOP = Gauge("ppg_mi_loop_last_turn_timestamp_seconds", "When the main loop last turned.", ["stage"])
 E2E_LATENCY = Histogram(
@@ -87,6 +93,12 @@ class StageMetrics:
         for outcome in ("committed", "aborted"):
             TRANSACTIONS.labels(stage, outcome)
         RECORDS_DEAD_LETTERED.labels(stage, "none")  # the series exists before the first dead letter
+        self._blocked = STAGE_BLOCKED.labels(stage)
+        self._blocked.set(0)
+        self.blocked_by: str | None = None
+        if health is not None:
+            health.add_check("delivery", lambda: (self.blocked_by is None, self.blocked_by or "outputs and dead "
+                                                  "letters are written"))
 
     def consumed(self, n: int) -> None:
         self._consumed.inc(n)
@@ -124,6 +136,11 @@ class StageMetrics:
         self._last_turn.set_to_current_time()
         if self._health is not None:
             self._health.beat()
+
+    def blocked(self, why: str | None) -> None:
+        """The loop cannot write a record's output or dead letter (``why``), or can again (None)."""
+        self.blocked_by = why
+        self._blocked.set(0 if why is None else 1)
 
     def assigned(self, partitions: int) -> None:
         self.partitions_assigned = partitions

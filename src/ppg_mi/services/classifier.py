@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..model.numba_cache import use_numba_cache
 from ..observability import metrics as m
 from ..observability.metrics import StageMetrics
 from ..signal import BandPass, InvalidSignal, validate_samples
-from ..streaming.codec import Prediction, Recording, decode_recording, now_us
+from ..streaming.codec import Prediction, Recording, decode_keyed_recording, now_us
 from ..streaming.exceptions import DecodeError
 from ..streaming.loop import DeadLetter, InputRecord, Outcome, Output, StageLoop
 from .runtime import broker_check, on_termination, service
@@ -103,7 +104,7 @@ class ClassifierProcessor:
         valid: list[tuple[int, Recording]] = []
         for i, record in enumerate(batch):
             try:
-                rec = decode_recording(record.value)
+                rec = decode_keyed_recording(record.key, record.value)
                 validate_samples(rec.samples, self.models.samples_per_record)
                 if rec.filtered_us == 0:
                     raise DecodeError("not_filtered", "recording has no filtered timestamp: it skipped the filter")
@@ -128,11 +129,17 @@ class ClassifierProcessor:
                     filtered_us=rec.filtered_us,
                     predicted_us=stamp,
                 )
-                m.PREDICTIONS.labels(predicted, checkpoint.version).inc()
-                if rec.produced_us:
-                    m.E2E_LATENCY.observe(max(prediction.latency_s, 0.0))
-                outcomes[i] = Output(rec.record_id.encode(), prediction.encode())
+                latency = max(prediction.latency_s, 0.0) if rec.produced_us else None
+                # counted once its transaction commits: an aborted and redone batch counts once
+                outcomes[i] = Output(rec.record_id.encode(), prediction.encode(),
+                                     on_commit=partial(_count_prediction, predicted, checkpoint.version, latency))
         return outcomes  # type: ignore[return-value]
+
+
+def _count_prediction(predicted: str, version: str, latency_s: float | None) -> None:
+    m.PREDICTIONS.labels(predicted, version).inc()
+    if latency_s is not None:
+        m.E2E_LATENCY.observe(latency_s)
 
 
 def limit_blas_threads(threads: int) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 from ..config import Settings
 from ..observability.metrics import StageMetrics
 from ..signal import BandPass, InvalidSignal, preprocess_batch, validate_samples
-from ..streaming.codec import Recording, decode_recording, now_us
+from ..streaming.codec import Recording, decode_keyed_recording, now_us
 from ..streaming.exceptions import DecodeError
 from ..streaming.loop import DeadLetter, InputRecord, Outcome, Output, StageLoop
 from .runtime import broker_check, on_termination, service
@@ -33,10 +33,8 @@ class FilterProcessor:
         groups: dict[float, list[tuple[int, Recording]]] = {}
         for i, record in enumerate(batch):
             try:
-                rec = decode_recording(record.value)
+                rec = decode_keyed_recording(record.key, record.value)
                 validate_samples(rec.samples, self.samples_per_record)
-                if record.key is not None and record.key.decode("utf-8", "replace") != rec.record_id:
-                    raise DecodeError("key_mismatch", f"key {record.key[:64]!r} != record id {rec.record_id!r}")
                 groups.setdefault(rec.sampling_rate_hz, []).append((i, rec))
             except (DecodeError, InvalidSignal) as exc:
                 outcomes[i] = DeadLetter(exc.reason, exc.detail)

@@ -171,6 +171,18 @@ def decode_recording(data: bytes) -> Recording:
     return Recording(rid, samples, float(rate), _label(label), shard, produced, filtered)
 
 
+
+def decode_keyed_recording(key: bytes | None, data: bytes) -> Recording:
+    """Decode a recording and check that its message is keyed by its record id.
+
+    Every output is keyed by the record id, so a message whose key says otherwise would come out
+    under another key than it went in with: it is a dead letter (``key_mismatch``) instead.
+    """
+    rec = decode_recording(data)
+    if key is not None and key.decode("utf-8", "replace") != rec.record_id:
+        raise DecodeError("key_mismatch", f"key {key[:64]!r} != record id {rec.record_id!r}")
+    return rec
+
 def decode_prediction(data: bytes) -> Prediction:
     _prefix(data, SCHEMA_PREDICTION, VERSION_PREDICTION)
     if len(data) < _PREDICTION.size:

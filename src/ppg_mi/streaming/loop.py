@@ -21,6 +21,15 @@ partition is rewound to its *committed* offset, the broker's record of what is d
 failed batch is redone, and a batch whose commit went through although the client never
 heard so is not.
 
+Failures are bounded.  ``abort_transaction`` is retried like the commit, within
+:data:`ABORT_RETRY_BUDGET_S`.  A batch whose messages the broker refuses (a delivery report
+such as ``MSG_SIZE_TOO_LARGE``: the same refusal on every redo), or that failed
+:data:`MAX_BATCH_ATTEMPTS` times in a row, is redone one record per transaction, so only the
+culprit is handled: a refused output becomes a ``refused`` dead letter, a refused dead letter is
+written in its reduced form (:mod:`.dlq`).  A record that can be neither output nor
+dead-lettered *blocks* the stage: it is not skipped, the ``delivery`` readiness check fails and
+the heartbeat stops (so /healthz fails and the process is restarted) until it commits.
+
 Input is read ``read_committed`` and offsets are committed only inside the
 transaction, so an input record leads to exactly one output or dead letter across
 crashes and rebalances.  Rebalance callbacks run only inside ``poll()``/``consume()``, when no
@@ -45,7 +54,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ..config import Settings
 from .bounded import call_with_deadline
 from .clients import transactional_consumer_config, transactional_producer_config
-from .dlq import dead_letter_headers
+from .dlq import dead_letter
 from .exceptions import FencedError, ProducerFailed, StuckCall
 
 log = logging.getLogger(__name__)
@@ -63,8 +72,21 @@ MAX_FATAL_IN_A_ROW = 3
 #: how long a rewind waits for the committed offsets before it falls back to the failed batch's
 #: first offsets
 COMMITTED_WAIT_S = 30.0
-#: bytes of an oversized record's value kept in its dead letter
-DLQ_TRUNCATE_BYTES = 1024
+#: how long ``abort_transaction`` is retried on retriable errors before its producer is replaced
+ABORT_RETRY_BUDGET_S = 30.0
+#: failed transactions in a row (no commit between) after which a batch is redone record by record
+MAX_BATCH_ATTEMPTS = 3
+#: unexplained failures of one record's own transaction retried before the record blocks the stage
+RECORD_RETRIES = 2
+#: pause between attempts while the stage is blocked (a record can be neither output nor dead-lettered)
+BLOCKED_BACKOFF_S = 1.0
+#: delivery errors that blame the record itself, not the broker's state or the topic: the broker
+#: will refuse that record every time (too large for the topic, invalid, refused by a policy)
+RECORD_REFUSALS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE,
+                             KafkaError.INVALID_RECORD, KafkaError.POLICY_VIOLATION,
+                             KafkaError.INVALID_TIMESTAMP})
+#: delivery reports of messages purged by an abort: not a verdict on the message
+_PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,9 @@ class Output:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
+    #: called once the transaction holding this output committed (a processor's own counters:
+    #: an aborted and redone batch must not count twice)
+    on_commit: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,21 @@ class RewindPoint:
 class DeadLetter:
     reason: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A transaction that did not commit: ``refused`` maps the index of each message the broker
+    refused to its delivery error; ``clean`` means it certainly did not commit (it was aborted:
+    the batch may be redone from memory), as opposed to a stuck call or a replaced producer."""
+
+    error: Exception
+    refused: dict[int, KafkaError]
+    clean: bool
+
+    def record_refusal(self, index: int) -> KafkaError | None:
+        err = self.refused.get(index)
+        return err if err is not None and err.code() in RECORD_REFUSALS else None
 
 
 Outcome = Output | DeadLetter
@@ -129,6 +169,7 @@ class LoopObserver(Protocol):
     def lag(self, topic: str, partition: int, lag: int) -> None: ...
     def heartbeat(self) -> None: ...
     def assigned(self, partitions: int) -> None: ...
+    def blocked(self, why: str | None) -> None: ...
 
 
 class NullObserver:
@@ -170,6 +211,12 @@ class StageLoop:
         #: partition → where it was rewound to, until its first record from there comes back
         self._rewound: dict[tuple[str, int], RewindPoint] = {}
         self._running = False  # the loop has turned once
+        self._attempts = 0  # failed transactions since the last commit
+        #: why the stage is blocked (a record can be neither output nor dead-lettered), and that record
+        self._blocked: str | None = None
+        self._blocked_at: tuple[str, int, int] | None = None
+        self._attempt_no = 0  # tags delivery reports with the attempt whose message they report
+        self._refused: dict[int, KafkaError] = {}
         self._closed = threading.Event()  # the consumer left the group and the producer flushed
 
     # --- lifecycle -----------------------------------------------------------
@@ -202,7 +249,7 @@ class StageLoop:
         try:
             while not self._stop.is_set():
                 self._running = True
-                self.observer.heartbeat()
+                self._beat()
                 self.processor.between_batches()
                 batch = self._from_rewind_points(self._owned(self._records(self._next_messages())))
                 if batch:
@@ -252,7 +299,7 @@ class StageLoop:
                     raise
                 log.warning("waiting for the transaction coordinator", extra={"error": str(err)})
                 if self._running:  # a replaced producer's wait; before the loop runs, readiness waits for it
-                    self.observer.heartbeat()
+                    self._beat()
 
     def _close(self) -> None:
         try:
@@ -309,7 +356,7 @@ class StageLoop:
         """
         self.producers_replaced += 1
         log.error(why, extra={"stage": self.role, "error": error, "replaced": self.producers_replaced})
-        self.observer.heartbeat()  # recovering, not stuck: /healthz must not restart the process meanwhile
+        self._beat()  # recovering, not stuck: /healthz must not restart the process meanwhile
         self.producer = self._new_producer()
         self._init_transactions()
 
@@ -382,22 +429,131 @@ class StageLoop:
     def _process_batch(self, batch: list[InputRecord]) -> None:
         started = time.perf_counter()
         outcomes = self._outcomes(batch)
-        try:
-            self._transact(batch, outcomes)
-        except (StuckCall, KafkaException) as exc:
-            self._end_failed_transaction(exc)
-            self._rewind(batch)
-            self.observer.transaction("stuck" if isinstance(exc, StuckCall) else "aborted")
+        if self._attempts >= MAX_BATCH_ATTEMPTS:
+            # the same work failed again and again for no reason the broker named: find the record
+            self._one_by_one(batch, outcomes, started)
             return
+        failure = self._attempt(batch, [self._message(r, o) for r, o in zip(batch, outcomes)])
+        if failure is None:
+            self._done(batch, outcomes, started)
+        elif failure.clean and any(failure.record_refusal(i) is not None for i in range(len(batch))):
+            # the broker refused records of this (aborted) batch: it would refuse them on every
+            # redo, so redo it now, from memory, one record per transaction
+            self._one_by_one(batch, outcomes, started)
+        else:
+            self._rewind(batch)
+            self._after_failure()
+
+    def _attempt(self, batch: list[InputRecord],
+                 messages: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]) -> Failure | None:
+        """One transaction of ``messages`` (one per record of ``batch``) and the batch's offsets;
+        None when it committed, else the failed transaction ended (aborted, or its producer replaced)."""
+        self._attempt_no += 1
+        self._refused = {}
+        try:
+            self._transact(batch, messages)
+            return None
+        except (StuckCall, KafkaException) as exc:
+            self._attempts += 1
+            producer = self.producer
+            stuck = isinstance(exc, StuckCall)
+            clean = not stuck and not exc.args[0].fatal()
+            if clean:
+                # serve the delivery reports that name refused messages (a fatally failed producer
+                # raises its error from poll: it is replaced or fenced below, its reports do not matter)
+                producer.poll(0)
+            self._end_failed_transaction(exc)
+            if clean and producer is self.producer:
+                producer.poll(0)
+            self.observer.transaction("stuck" if stuck else "aborted")
+            refused = dict(self._refused)
+            if refused:
+                log.warning("the broker refused messages of the transaction", extra={
+                    "stage": self.role, "refused": {str(i): str(e) for i, e in sorted(refused.items())[:5]}})
+            return Failure(exc, refused, clean)
+
+    def _one_by_one(self, batch: list[InputRecord], outcomes: list[Outcome], started: float) -> None:
+        """Redo ``batch`` one record per transaction, so that only the records the broker refuses
+        are handled as such: an output the broker refuses becomes a ``refused`` dead letter; a dead
+        letter it refuses is written in its reduced form (key and value cut, original sizes in
+        headers); a record that can be neither (the reduced dead letter refused too, or a failure
+        the broker does not blame on the record) blocks the stage: it stays uncommitted (nothing is
+        skipped), the stage stops being ready and, with no heartbeat, live, and its partition is
+        rewound to it and tried again until it goes through."""
+        log.warning("redoing a failing batch record by record", extra={
+            "stage": self.role, "records": len(batch), "attempts": self._attempts})
+        for i, (record, outcome) in enumerate(zip(batch, outcomes)):
+            if self._stop.is_set():
+                return  # not committed: the next owner (or this process's restart) redoes the rest
+            reduced = False
+            unexplained = 0
+            while True:
+                failure = self._attempt([record], [self._message(record, outcome, reduced)])
+                if failure is None:
+                    self._done([record], [outcome], started)
+                    break
+                refusal = failure.record_refusal(0) if failure.clean else None
+                if refusal is None and failure.clean and unexplained < RECORD_RETRIES:
+                    # e.g. the transaction after a refused message fails with OUT_OF_ORDER_SEQUENCE_NUMBER
+                    # (the broker never took the sequence number the refused one used); its abort bumps
+                    # the producer epoch, and the same message then gets the broker's real verdict
+                    unexplained += 1
+                    continue
+                if refusal is None:
+                    self._block(record, f"the transaction of record {record.topic}[{record.partition}]@"
+                                        f"{record.offset} keeps failing: {failure.error}")
+                elif isinstance(outcome, Output):
+                    outcome = DeadLetter("refused", f"{self.output_topic} refused the output: {refusal}")
+                    continue
+                elif not reduced:
+                    reduced = True
+                    continue
+                else:
+                    self._block(record, f"{self.settings.topic_dlq} refuses even the reduced dead letter of "
+                                        f"{record.topic}[{record.partition}]@{record.offset}: {refusal}")
+                self._rewind(batch[i:])
+                self._after_failure()
+                return
+
+    def _done(self, batch: list[InputRecord], outcomes: list[Outcome], started: float) -> None:
+        """Count a committed transaction; counted only once committed, so that in = out + dead
+        letters holds across aborts."""
         self._fatal_in_a_row = 0
-        # counted only once committed, so that in = out + dead letters holds across aborts
+        self._attempts = 0
         self.observer.consumed(len(batch))
         self.observer.produced(sum(isinstance(o, Output) for o in outcomes))
         for o in outcomes:
             if isinstance(o, DeadLetter):
                 self.observer.dead_lettered(o.reason)
+            elif o.on_commit is not None:
+                o.on_commit()
         self.observer.transaction("committed")
         self.observer.batch(len(batch), time.perf_counter() - started)
+        if self._blocked is not None and (self._blocked_at is None or any(
+                (r.topic, r.partition, r.offset) == self._blocked_at for r in batch)):
+            self._unblock()
+
+    def _after_failure(self) -> None:
+        if self._blocked is not None:
+            self._stop.wait(BLOCKED_BACKOFF_S)  # the same failure again: no hot loop of transactions
+
+    def _beat(self) -> None:
+        """The heartbeat behind /healthz, withheld while the stage is blocked: a process that cannot
+        move a partition on must be restarted, not kept alive by its retries."""
+        if self._blocked is None:
+            self.observer.heartbeat()
+
+    def _block(self, record: InputRecord, why: str) -> None:
+        if self._blocked is None:
+            log.error("stage blocked: a record can be neither output nor dead-lettered; not ready, and not "
+                      "live once the liveness timeout passes", extra={"stage": self.role, "error": why})
+        self._blocked, self._blocked_at = why, (record.topic, record.partition, record.offset)
+        self.observer.blocked(why)
+
+    def _unblock(self) -> None:
+        log.warning("stage unblocked", extra={"stage": self.role, "was": self._blocked})
+        self._blocked = self._blocked_at = None
+        self.observer.blocked(None)
 
     def _end_failed_transaction(self, exc: StuckCall | KafkaException) -> None:
         """Make sure nothing of the failed batch's transaction can still commit."""
@@ -413,13 +569,25 @@ class StageLoop:
                     extra={"stage": self.role, "error": str(err), "abortable": err.txn_requires_abort()})
         self._abort()
 
-    def _transact(self, batch: list[InputRecord], outcomes: list[Outcome]) -> None:
+    def _message(self, record: InputRecord, outcome: Outcome,
+                 reduced: bool = False) -> tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]:
+        """(topic, key, value, headers) written for ``record``: its output, or its dead letter
+        (in the reduced form when it would not fit in one message, or ``reduced``)."""
+        if isinstance(outcome, Output):
+            return self.output_topic, outcome.key, outcome.value, outcome.headers
+        return (self.settings.topic_dlq,
+                *dead_letter(self.role, outcome.reason, outcome.detail, record, self.settings.max_message_bytes,
+                             reduced))
+
+    def _transact(self, batch: list[InputRecord],
+                  messages: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
         self.producer.begin_transaction()
-        for record, outcome in zip(batch, outcomes):
-            if isinstance(outcome, Output):
-                self._produce(self.output_topic, outcome.key, outcome.value, outcome.headers)
-            else:
-                self._dead_letter(record, outcome)
+        for i, (record, (topic, key, value, headers)) in enumerate(zip(batch, messages)):
+            if topic == self.settings.topic_dlq:
+                log.warning("dead letter", extra={"stage": self.role, "record_id": record.record_id[:200],
+                                                  "reason": dict(headers).get("ppg-mi.reason", b"").decode(),
+                                                  "bytes": len(value)})
+            self._produce(topic, key, value, headers, i)
         # Not retried: an error here aborts and redoes the batch, which is always safe.
         offsets, group = _next_offsets(batch), self.consumer.consumer_group_metadata()
         producer = self.producer
@@ -428,14 +596,6 @@ class StageLoop:
                       self._remaining(), "send_offsets_to_transaction")
         self._retrying(lambda: self._bounded(producer.commit_transaction, self._remaining()), "commit_transaction")
         self.observer.transaction_seconds(time.perf_counter() - started)
-
-    def _dead_letter(self, record: InputRecord, letter: DeadLetter) -> None:
-        log.warning("dead letter", extra={"stage": self.role, "record_id": record.record_id,
-                                          "reason": letter.reason, "detail": letter.detail})
-        truncated = len(record.value) > self.settings.max_message_bytes
-        value = record.value[:DLQ_TRUNCATE_BYTES] if truncated else record.value
-        self._produce(self.settings.topic_dlq, record.key, value,
-                      dead_letter_headers(self.role, letter.reason, letter.detail, record, truncated))
 
     def _retrying(self, call: Callable[[], None], what: str) -> None:
         """Repeat a transactional call while its error is retriable (e.g. the broker restarting).
@@ -457,17 +617,41 @@ class StageLoop:
                 if time.monotonic() >= give_up:
                     raise StuckCall(f"{self.role} {what} still failing after {COMMIT_RETRY_BUDGET_S:g} s: {err}") from exc
                 log.warning("retrying transactional call", extra={"stage": self.role, "call": what, "error": str(err)})
-                self.observer.heartbeat()
+                self._beat()
 
-    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+
+    def _produce(self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]],
+                 index: int | None = None) -> None:
+        """Produce one message; with ``index``, a refusal of it (its delivery report, or the local
+        size check) is noted in ``_refused`` under that index for this attempt."""
+        on_delivery = None if index is None else self._delivery_report(index)
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, headers=headers or None)
+                self.producer.produce(topic, value=value, key=key, headers=headers or None, on_delivery=on_delivery)
                 return
             except BufferError:
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
+            except KafkaException as exc:  # refused before it left (e.g. above message.max.bytes)
+                if index is not None:
+                    self._refused.setdefault(index, exc.args[0])
+                raise
+
+    def _delivery_report(self, index: int) -> Callable[[KafkaError | None, Message], None]:
+        attempt = self._attempt_no
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            # a late report of an earlier attempt (or a message purged by an abort) blames nothing here
+            if err is not None and err.code() not in _PURGED and attempt == self._attempt_no:
+                self._refused.setdefault(index, err)
+
+        return on_delivery
 
     def _abort(self) -> None:
+        """Abort the open transaction, retrying retriable errors for :data:`ABORT_RETRY_BUDGET_S`;
+        past that, or when the call is stuck or failed fatally, the producer is replaced (its
+        ``init_transactions`` aborts the transaction): a broker that keeps timing out aborts must
+        not keep the process heart-beating forever."""
+        give_up = time.monotonic() + ABORT_RETRY_BUDGET_S
         while True:
             try:
                 self._bounded(self.producer.abort_transaction, self._remaining())
@@ -484,7 +668,13 @@ class StageLoop:
                     # e.g. no transaction was begun; the next begin_transaction reports the state
                     log.warning("abort failed", extra={"stage": self.role, "error": str(err)})
                     return
-                self.observer.heartbeat()
+                if time.monotonic() >= give_up:
+                    self._replace_stuck_producer(StuckCall(
+                        f"{self.role} abort_transaction still failing after {ABORT_RETRY_BUDGET_S:g} s: {err}"))
+                    return
+                log.warning("retrying transactional call", extra={"stage": self.role, "call": "abort_transaction",
+                                                                  "error": str(err)})
+                self._beat()
 
     def _rewind(self, batch: list[InputRecord]) -> None:
         """Seek every owned partition back to its committed offset, after an abort or a replacement.
@@ -537,7 +727,7 @@ class StageLoop:
                     return None
                 log.warning("waiting for the committed offsets to rewind to",
                             extra={"stage": self.role, "error": str(exc)})
-                self.observer.heartbeat()
+                self._beat()
 
     def _seek(self, key: tuple[str, int], offset: int) -> None:
         try:
@@ -589,6 +779,8 @@ class StageLoop:
         self._assigned -= {(p.topic, p.partition) for p in partitions}
         for p in partitions:
             self._rewound.pop((p.topic, p.partition), None)  # the next owner starts from the committed offset
+        if self._blocked_at is not None and self._blocked_at[:2] not in self._assigned:
+            self._unblock()  # the blocking record is its next owner's now
         self.observer.assigned(len(self._assigned))
         log.info("partitions revoked", extra={"stage": self.role,
                                               "partitions": sorted(p.partition for p in partitions),

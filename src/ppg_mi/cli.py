@@ -256,6 +256,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     exit_when_done=args.exit_when_done)
 
 
+# --- cluster ----------------------------------------------------------------------------
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """``ppg-mi cluster status|scale|check``: one line on stderr and an exit code for every error."""
+    from .cluster.api import connect
+    from .cluster.errors import ClusterCommandError
+
+    def progress(line: str) -> None:
+        end = "\r" if sys.stderr.isatty() else "\n"
+        print(line.ljust(60) if end == "\r" else line, end=end, file=sys.stderr, flush=True)
+
+    try:
+        cluster = connect(args.kubeconfig, args.context, args.namespace)
+        if args.action == "status":
+            from .cluster.status import collect, format_table, to_json
+
+            status = collect(cluster, args.release, args.bootstrap, models=not args.no_models)
+            print(to_json(status) if args.json else format_table(status))
+            return 0
+        if args.action == "scale":
+            from .cluster.scale import scale
+
+            done = scale(cluster, args.release, args.component, args.replicas, resume=args.resume,
+                         wait=not args.no_wait, timeout=args.timeout, bootstrap=args.bootstrap, progress=progress)
+            if sys.stderr.isatty() and not args.no_wait and done.replicas is not None:
+                print(file=sys.stderr)
+            what = f"scaled to {done.replicas}" if done.replicas is not None else "handed back to KEDA"
+            ready = "" if args.no_wait or done.replicas is None else " (ready)"
+            print(f"{args.component}: {what}{ready}")
+            for note in done.notes:
+                print(f"  {note}")
+            return 0
+        from .cluster.check import run_check
+
+        result = run_check(cluster, args.release, canary=not args.no_canary, deadline_s=args.timeout,
+                           bootstrap=args.bootstrap, progress=progress)
+        for line in result.lines:
+            print(line)
+        for problem in result.problems:
+            print(f"FAILED: {problem}")
+        print("check passed" if result.ok else "check failed")
+        return 0 if result.ok else 1
+    except ClusterCommandError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppg-mi",
@@ -337,6 +383,36 @@ def build_parser() -> argparse.ArgumentParser:
                    "which this command reads (else it asks PPG_MI_METRICS_PORT). Example: ppg-mi probe /readyz")
     p.add_argument("path", choices=["/healthz", "/readyz", "/metrics"], help="endpoint to ask")
     p.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
+
+    p = add("cluster", cmd_cluster, "Watch, scale and check a release on Kubernetes (through the API, no kubectl).",
+            epilog="Exit codes: 0 ok, 1 check failed, 3 no kubeconfig or unknown context, 4 release not found, "
+                   "5 forbidden by RBAC, 6 API server unreachable, 7 refused (nothing changed), 8 timed out. "
+                   "See docs/kubernetes.md, section 8.")
+    csub = p.add_subparsers(dest="action", required=True)
+
+    def cluster_flags(c: argparse.ArgumentParser) -> None:
+        c.add_argument("--release", default="ppg", help="helm release name (default: ppg)")
+        c.add_argument("--namespace", "-n", help="namespace (default: the context's, in a pod its own)")
+        c.add_argument("--context", help="kubeconfig context (default: the current one)")
+        c.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+        c.add_argument("--bootstrap", help="broker address reachable from here (default: PPG_MI_KAFKA_BOOTSTRAP_SERVERS, "
+                                           "else the one the release's pods use)")
+
+    c = csub.add_parser("status", help="the release's Deployments, Jobs, autoscalers, pods, PVCs, lag and models")
+    cluster_flags(c)
+    c.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    c.add_argument("--no-models", action="store_true", help="do not ask each classifier pod its model (pods/exec)")
+    c = csub.add_parser("scale", help="hold filter or classifier at N replicas (KEDA paused) or --resume KEDA")
+    cluster_flags(c)
+    c.add_argument("component", choices=["classifier", "filter"])
+    c.add_argument("replicas", type=int, nargs="?", help="replicas; at most the input topic's partitions")
+    c.add_argument("--resume", action="store_true", help="remove KEDA's pause annotation: KEDA scales again")
+    c.add_argument("--no-wait", action="store_true", help="return once the change is made")
+    c.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the pods to be ready")
+    c = csub.add_parser("check", help="objects ready and a canary recording predicted (the helm test pod runs this)")
+    cluster_flags(c)
+    c.add_argument("--no-canary", action="store_true", help="check the objects only")
+    c.add_argument("--timeout", type=float, default=120.0, help="seconds for the whole check (canary included)")
 
     p = add("observability", cmd_observability,
             "Generate the Grafana dashboards and Prometheus alerting rules of the chart.")

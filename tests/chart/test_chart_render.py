@@ -141,7 +141,14 @@ def test_policy_every_container_is_bounded_probed_and_restricted(name: str, rend
         pod_sc = spec.get("securityContext", {})
         assert pod_sc.get("runAsNonRoot") is True and pod_sc.get("runAsUser", 0) > 0, where
         assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
-        assert spec.get("automountServiceAccountToken") is False, where
+        if obj["metadata"]["name"].endswith("-test-check"):
+            # the `ppg-mi cluster check` test pod reads its release through the API: its own
+            # ServiceAccount, bound to a read-only Role (tests/rbac.yaml)
+            assert spec.get("automountServiceAccountToken") is True and spec["serviceAccountName"].endswith(
+                "-test-check"), where
+            _assert_check_role_reads_only(rendered[name], spec["serviceAccountName"])
+        else:
+            assert spec.get("automountServiceAccountToken") is False, where
         for container in spec.get("initContainers", []) + spec["containers"]:
             cwhere = f"{where}/{container['name']}"
             for kind in ("requests", "limits"):
@@ -184,6 +191,18 @@ def test_policy_every_container_is_bounded_probed_and_restricted(name: str, rend
             # the producer's send loop reports no heartbeat: liveness must not expire before the deadline
             env = cl.env_map(spec["containers"][0])
             assert float(env["PPG_MI_LIVENESS_TIMEOUT_S"]["value"]) >= obj["spec"]["activeDeadlineSeconds"], where
+
+
+def _assert_check_role_reads_only(objects: list[dict], account: str) -> None:
+    (binding,) = [b for b in cl.of_kind(objects, "RoleBinding") if b["metadata"]["name"] == account]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": binding["subjects"][0]["namespace"]}]
+    assert binding["roleRef"]["kind"] == "Role"
+    role = cl.by_name(objects, "Role", binding["roleRef"]["name"])
+    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == {("apps", "deployments"), ("batch", "jobs"), ("", "pods"), ("", "persistentvolumeclaims"),
+                       ("autoscaling", "horizontalpodautoscalers"), ("keda.sh", "scaledobjects")}
+    assert all(rule["verbs"] == ["get", "list"] for rule in role["rules"])
+    assert not cl.of_kind(objects, "ClusterRole") and not cl.of_kind(objects, "ClusterRoleBinding")
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -424,7 +443,7 @@ def test_host_network_pods_bind_only_the_node_address(rendered: dict[str, list[d
             for name in ("PPG_MI_METRICS_HOST", "PPG_MI_DASHBOARD_HOST"):
                 if name in env:
                     assert env[name]["value"] == "127.0.0.1", f"{where}: {name}"
-    (test_pod,) = [o for o in rendered["host-network"] if o["kind"] == "Pod"]
+    (test_pod,) = [o for o in rendered["host-network"] if o["kind"] == "Pod" and o["metadata"]["name"].endswith("-test")]
     assert test_pod["spec"]["containers"][0]["args"][-1] == "http://127.0.0.1:8501/"
     assert not cl.of_kind(rendered["host-network"], "NetworkPolicy"), "NetworkPolicies do not apply to host-network pods"
     # on a pod network the processes bind every interface of the pod's own network

@@ -878,7 +878,8 @@ class SingleNodeCluster:
         before = getattr(self, "_host_before", None)
         if before is None:
             return
-        for key, value in before["sysctls"].items():
+        # a kubelet of another cluster still running set them too: leave them to its own stop
+        for key, value in ({} if _running("kubelet") else before["sysctls"]).items():
             path = Path("/proc/sys", key)
             try:
                 if path.read_text() != value:
@@ -905,9 +906,14 @@ class SingleNodeCluster:
         before = getattr(self, "_host_before", None)
         if before is None:
             return []
-        changes = [f"sysctl {k}: {v.strip()} -> {Path('/proc/sys', k).read_text().strip()}"
-                   for k, v in before["sysctls"].items() if Path("/proc/sys", k).read_text() != v]
-        changes += [f"dir {d}" for d in HOST_DIRS + HOST_WATCH if d not in before["dirs"] and os.path.lexists(d)]
+        # another cluster on this machine (a second test run) shares the kubelet's fixed directories
+        # and kernel settings: they are its as much as ours until it stops
+        shared = _running("kubelet")
+        changes = [] if shared else [
+            f"sysctl {k}: {v.strip()} -> {Path('/proc/sys', k).read_text().strip()}"
+            for k, v in before["sysctls"].items() if Path("/proc/sys", k).read_text() != v]
+        changes += [f"dir {d}" for d in (HOST_WATCH if shared else HOST_DIRS + HOST_WATCH)
+                    if d not in before["dirs"] and os.path.lexists(d)]
         for (cmd, table), chains in _iptables_chains().items():
             changes += [f"{cmd} -t {table} chain {c}" for c in chains - before["chains"].get((cmd, table), set())]
         return changes

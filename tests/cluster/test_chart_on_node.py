@@ -14,263 +14,26 @@ the restricted profile would show up in the same warning and fail.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import uuid
-from collections import Counter
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from ppg_mi.config import Settings
-from ppg_mi.local.kafka import free_port
 from ppg_mi.streaming.codec import decode_prediction
 
 from ..chart import chartlib as cl
-from ..chart import rendered
 from ..conftest import ProjectImage
 from ..helpers import read_topic, wait_for
 from .node import SingleNodeCluster
+from .release import RECORDS, RELEASE, Release, models_volume, create_namespace, node_values, helm
 
 pytestmark = [pytest.mark.cluster, pytest.mark.chart, pytest.mark.integration, pytest.mark.e2e]
-
-RELEASE = "ppg"
-RECORDS = 40
-# the one warning a host-network pod draws in a namespace that warns `restricted`; a pod violating
-# anything else in the profile draws a warning listing that too, which fails the check
-# (helm prints the API server's warnings through klog, quotes escaped)
-HOST_NETWORK_WARNING = re.compile(
-    r'Warning: would violate PodSecurity \\?"restricted:latest\\?": host namespaces \(hostNetwork=true\)"?$')
-
-
-def helm(cluster: SingleNodeCluster, *args: str, allowed: re.Pattern | None = HOST_NETWORK_WARNING,
-         check: bool = True) -> subprocess.CompletedProcess:
-    """The real helm against the node; fails on an error and on any warning but ``allowed``.
-
-    helm only warns about unknown fields (server-side field validation) and deploys anyway.
-    """
-    result = subprocess.run([cl.helm_binary(), *args], env=cluster.env(), capture_output=True, text=True,
-                            timeout=600)
-    if check:
-        assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
-        warnings = [line for line in result.stderr.splitlines()
-                    if "warning" in line.lower() and not (allowed and allowed.search(line))]
-        assert not warnings, f"helm {' '.join(args)} warned:\n" + "\n".join(warnings)
-    return result
-
-
-@dataclass
-class Release:
-    cluster: SingleNodeCluster
-    namespace: str
-    values_file: Path
-    values: dict
-    objects: list[dict]
-    models: Path
-    settings: Settings
-    first_version: str
-    claim: str
-
-    @property
-    def apps(self) -> client.AppsV1Api:
-        return client.AppsV1Api(self.cluster.api_client())
-
-    @property
-    def core(self) -> client.CoreV1Api:
-        return self.cluster.core_v1()
-
-    def deployment(self, component: str) -> str:
-        return next(o["metadata"]["name"] for o in cl.of_kind(self.objects, "Deployment")
-                    if cl.pod_labels(o)["app.kubernetes.io/component"] == component)
-
-    def pods(self, component: str) -> list:
-        selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
-        return self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
-
-    def ready_replicas(self, component: str) -> int:
-        status = self.apps.read_namespaced_deployment_status(self.deployment(component), self.namespace).status
-        return status.ready_replicas or 0
-
-    def scale(self, component: str, replicas: int) -> None:
-        self.apps.patch_namespaced_deployment_scale(self.deployment(component), self.namespace,
-                                                    {"spec": {"replicas": replicas}})
-
-    def wait_scaled(self, component: str, replicas: int, timeout: float = 300) -> None:
-        def settled() -> bool:
-            pods = [p for p in self.pods(component) if p.metadata.deletion_timestamp is None]
-            return self.ready_replicas(component) == replicas and len(pods) == replicas
-        wait_for(settled, timeout, interval=2, what=f"{component} at {replicas} ready replicas")
-
-    def job_succeeded(self, name_prefix: str) -> bool:
-        jobs = client.BatchV1Api(self.cluster.api_client()).list_namespaced_job(self.namespace).items
-        for job in jobs:
-            if job.metadata.name.startswith(name_prefix):
-                if job.status.failed:
-                    raise AssertionError(f"Job {job.metadata.name} failed:\n{self.logs(job.metadata.name)}")
-                if job.status.succeeded:
-                    return True
-        return False
-
-    def logs(self, name_prefix: str) -> str:
-        out = []
-        for pod in self.core.list_namespaced_pod(self.namespace).items:
-            if pod.metadata.name.startswith(name_prefix):
-                try:
-                    out.append(f"--- {pod.metadata.name}\n"
-                               + self.core.read_namespaced_pod_log(pod.metadata.name, self.namespace)[-3000:])
-                except ApiException as exc:
-                    out.append(f"--- {pod.metadata.name}: no log ({exc.reason})")
-        return "\n".join(out)
-
-    def produce(self, records: int, seed: int, rate: float) -> subprocess.Popen:
-        """A producer on the node's host, as a user's own client would send to the same topic."""
-        return subprocess.Popen(
-            [sys.executable, "-m", "ppg_mi", "produce", "--synthetic", str(records), "--seed", str(seed), "--rate", str(rate)],
-            env={**os.environ, **self.settings.as_env(), "PPG_MI_METRICS_PORT": "0"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    @contextmanager
-    def producing(self, records: int, seed: int, rate: float) -> Iterator[subprocess.Popen]:
-        """A host producer running for the block; it must have sent everything by the block's end."""
-        producer = self.produce(records, seed, rate)
-        try:
-            yield producer
-            assert producer.wait(300) == 0, producer.stdout.read()
-        finally:
-            if producer.poll() is None:
-                producer.kill()
-
-    def assert_each_predicted_once(self, seed: int, records: int) -> None:
-        counts = self.predictions(seed, records)
-        assert set(counts.values()) == {1}, f"duplicates: {[k for k, n in counts.items() if n > 1]}"
-
-    def predictions(self, seed: int, records: int, timeout: float = 300) -> Counter:
-        """How often each of ``synth<seed>-<i>`` was predicted, once all of them were."""
-        prefix = f"synth{seed}-"
-
-        def mine(batch) -> list:
-            return [r for r in batch if r.key.startswith(prefix)]
-
-        wanted = {f"{prefix}{i}" for i in range(records)}
-        seen: list = []
-
-        def complete() -> bool:
-            seen[:] = mine(read_topic(self.settings, self.settings.topic_predictions, 0, timeout=30, idle=2))
-            return wanted <= {r.key for r in seen}
-        wait_for(complete, timeout, interval=3, what=f"predictions of the {records} records of seed {seed}")
-        return Counter(r.key for r in seen)
-
-
-def _node_values(tag: str, seed: int, bootstrap: str, image: str) -> dict:
-    values = rendered.pipeline_values(tag, seed, RECORDS)
-    repository, _, image_tag = image.rpartition(":")
-    values.update({
-        "image": {"repository": repository, "tag": image_tag, "pullPolicy": "Never"},
-        "hostNetwork": {"enabled": True, "address": "127.0.0.1"},
-        "monitoring": {"podMonitors": {"enabled": False}},
-        "kafka": {"bootstrapServers": bootstrap},
-        "training": {"synthetic": 60, "seed": 1, "folds": 0},
-    })
-    # a free port: a demo or another run may hold the default 8501 on this machine
-    values["dashboard"]["port"] = free_port()
-    # three classifiers, the filter and the dashboard on a node of two CPUs
-    values["classifier"]["resources"] = {"requests": {"cpu": "250m", "memory": "256Mi"},
-                                         "limits": {"cpu": "2", "memory": "1536Mi"}}
-    return values
-
-
-def _namespace(cluster: SingleNodeCluster, name: str, enforce: str) -> None:
-    cluster.core_v1().create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={
-        "pod-security.kubernetes.io/enforce": enforce,
-        "pod-security.kubernetes.io/warn": "restricted",
-        "pod-security.kubernetes.io/audit": "restricted"})))
-
-
-def _models_volume(cluster: SingleNodeCluster, path: Path, namespace: str, claim: str, owner: int) -> None:
-    """A hostPath PersistentVolume bound to the chart's claim, its directory owned by the image's
-    user: hostPath ignores fsGroup (docs/kubernetes.md)."""
-    path.mkdir(parents=True)
-    os.chown(path, owner, owner)
-    cluster.core_v1().create_persistent_volume(client.V1PersistentVolume(
-        metadata=client.V1ObjectMeta(name=f"models-{namespace}"),
-        spec=client.V1PersistentVolumeSpec(
-            capacity={"storage": "1Gi"}, access_modes=["ReadWriteOnce"], storage_class_name="",
-            persistent_volume_reclaim_policy="Retain", host_path=client.V1HostPathVolumeSource(path=str(path)),
-            claim_ref=client.V1ObjectReference(namespace=namespace, name=claim))))
-
-
-@pytest.fixture(scope="module")
-def node_image(k8s_cluster: SingleNodeCluster, project_image: ProjectImage,
-               tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The project image in the node's containerd (`podman save` → `ctr images import`)."""
-    archive = tmp_path_factory.mktemp("image") / "ppg-mi.tar"
-    subprocess.run([*project_image.podman, "save", "--format", "docker-archive", "-o", str(archive),
-                    project_image.name], check=True, capture_output=True, timeout=900)
-    refs = k8s_cluster.import_image(archive)
-    archive.unlink()
-    assert any(project_image.name in ref for ref in refs), refs
-    return project_image.name
-
-
-@pytest.fixture(scope="module")
-def crds(k8s_cluster: SingleNodeCluster) -> None:
-    """Strimzi's, KEDA's and prometheus-operator's CRDs, applied server-side as their charts do."""
-    for directory in sorted((cl.shared_dir() / "crds").iterdir()):
-        for manifest in sorted(directory.glob("*.yaml")):
-            k8s_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
-    ext = client.ApiextensionsV1Api(k8s_cluster.api_client())
-
-    def established() -> bool:
-        return all(any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])
-                   for crd in ext.list_custom_resource_definition().items)
-    wait_for(established, 60, what="the CRDs established")
-
-
-@pytest.fixture(scope="module")
-def release(k8s_cluster: SingleNodeCluster, node_image: str, crds: None, kafka_bootstrap: str,
-            project_image: ProjectImage, tmp_path_factory: pytest.TempPathFactory) -> Release:
-    """The chart installed, its model trained by its Job, and its first recordings delivered."""
-    tag = uuid.uuid4().hex[:8]
-    seed = random.randrange(1000, 10**6)
-    work = tmp_path_factory.mktemp("release")
-    namespace = f"ppg-{tag}"
-    values = _node_values(tag, seed, kafka_bootstrap, node_image)
-    values_file = cl.write_values(work / "values.yaml", values)
-    objects = cl.render([values_file], namespace=namespace)
-    rendered.create_topics(objects, kafka_bootstrap)
-    rendered.warm_group_coordinator(kafka_bootstrap, f"raw-{tag}")
-    _namespace(k8s_cluster, namespace, enforce="privileged")
-    (claim,) = [o["metadata"]["name"] for o in cl.of_kind(objects, "PersistentVolumeClaim")]
-    models = work / "models"
-    _models_volume(k8s_cluster, models, namespace, claim, project_image.uid)
-
-    helm(k8s_cluster, "install", RELEASE, str(cl.CHART), "-n", namespace, "-f", str(values_file))
-    settings = Settings.from_env({}, kafka_bootstrap_servers=kafka_bootstrap, topic_raw=f"raw-{tag}",
-                                 topic_predictions=f"predictions-{tag}")
-    rel = Release(k8s_cluster, namespace, values_file, values, objects, models, settings, "", claim)
-    try:
-        wait_for(lambda: rel.job_succeeded(f"{RELEASE}-ppg-mi-training"), 600, interval=3,
-                 what="the training Job to write the model")
-        rel.first_version = (models / "current").read_text().strip()
-        for component in ("filter", "classifier", "dashboard"):
-            wait_for(lambda: rel.ready_replicas(component) == 1, 300, interval=2,
-                     what=f"the {component} Deployment Ready by its probes")
-        wait_for(lambda: rel.job_succeeded(f"{RELEASE}-ppg-mi-producer"), 300, interval=3,
-                 what="the producer Job's shards to finish")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{rel.logs(RELEASE)}") from None
-    yield rel
-    k8s_cluster.core_v1().delete_namespace(namespace)
-    k8s_cluster.core_v1().delete_persistent_volume(f"models-{namespace}")
 
 
 def test_install_trains_and_delivers_every_record_exactly_once(release: Release) -> None:
@@ -365,8 +128,8 @@ def test_restricted_namespace_admits_the_chart_where_no_host_network_is_needed(
     """The chart's pods pass `restricted` as they are: the training Job (it needs no network) runs
     to completion in a namespace enforcing it, with no PodSecurity warning; a root pod is refused."""
     namespace = f"restricted-{uuid.uuid4().hex[:8]}"
-    _namespace(k8s_cluster, namespace, enforce="restricted")
-    values = {"image": _node_values("x", 1, "127.0.0.1:9", node_image)["image"],
+    create_namespace(k8s_cluster, namespace, enforce="restricted")
+    values = {"image": node_values("x", 1, "127.0.0.1:9", node_image)["image"],
               "training": {"synthetic": 40, "seed": 3, "folds": 0},
               "producer": {"enabled": False}, "dashboard": {"enabled": False}, "tests": {"enabled": False},
               "filter": {"replicas": 0, "autoscaling": {"enabled": False}},
@@ -375,7 +138,7 @@ def test_restricted_namespace_admits_the_chart_where_no_host_network_is_needed(
     values_file = cl.write_values(tmp_path / "values.yaml", values)
     objects = cl.render([values_file], namespace=namespace)
     (claim,) = [o["metadata"]["name"] for o in cl.of_kind(objects, "PersistentVolumeClaim")]
-    _models_volume(k8s_cluster, tmp_path / "models", namespace, claim, project_image.uid)
+    models_volume(k8s_cluster, tmp_path / "models", namespace, claim, project_image.uid)
     try:
         helm(k8s_cluster, "install", RELEASE, str(cl.CHART), "-n", namespace, "-f", str(values_file), allowed=None)
         rel = Release(k8s_cluster, namespace, values_file, values, objects, tmp_path / "models",
@@ -405,7 +168,7 @@ def test_helm_warnings_fail_the_check(k8s_cluster: SingleNodeCluster, tmp_path: 
     (chart / "templates" / "cm.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: misspelt\ndatta:\n  a: b\n")
     namespace = f"misspelt-{uuid.uuid4().hex[:8]}"
-    _namespace(k8s_cluster, namespace, enforce="restricted")
+    create_namespace(k8s_cluster, namespace, enforce="restricted")
     try:
         result = helm(k8s_cluster, "install", "misspelt", str(chart), "-n", namespace, check=False)
         assert result.returncode == 0, "helm deploys a misspelt field"

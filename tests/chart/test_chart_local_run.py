@@ -10,7 +10,6 @@ within its grace period.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import shutil
 import uuid
@@ -102,8 +101,6 @@ def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir
 
 
 def test_rendered_dashboard_pod_serves_its_probes(kafka_bootstrap: str, tmp_path: Path) -> None:
-    if importlib.util.find_spec("ppg_mi.services.dashboard") is None:
-        pytest.skip("ppg_mi.services.dashboard does not exist yet (issue #5): the dashboard pod cannot run")
     tag = uuid.uuid4().hex[:8]
     objects = cl.render([cl.write_values(tmp_path / "values.yaml", rendered.pipeline_values(tag, 1, 4))])
     rendered.create_topics(objects, kafka_bootstrap)

@@ -64,7 +64,7 @@ def _confusion_in_page(page) -> dict[tuple[str, str], int]:  # noqa: ANN001 - pl
 
 def test_browser_shows_a_real_run(served_settings: Settings, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (scripts/bootstrap.sh does)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (scripts/bootstrap.sh does)", pytrace=False)
     from playwright.sync_api import sync_playwright
 
     settings = served_settings.replace(dashboard_refresh_s=1.0)

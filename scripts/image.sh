@@ -53,8 +53,6 @@ EOF
   export CONTAINERS_CONF="$conf"
 }
 
-run_podman() { podman "$@"; }
-
 build_base() {
   if podman image exists "$BASE_IMAGE"; then return; fi
   step "building the Python base $BASE_IMAGE from Debian packages (mmdebstrap)"
@@ -117,6 +115,6 @@ case "${1:-build}" in
   build) build_image ;;
   base) build_base ;;
   save) build_image; rm -f "$2"; podman save --format docker-archive -o "$2" "$IMAGE" ;;
-  podman) shift; run_podman "$@" ;;
+  podman) shift; podman "$@" ;;
   *) echo "usage: $0 [build|base|save FILE|podman ARGS...]" >&2; exit 2 ;;
 esac

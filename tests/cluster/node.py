@@ -30,6 +30,7 @@ import ssl
 import subprocess
 import tempfile
 import textwrap
+import threading
 import time
 import urllib.request
 import uuid
@@ -779,16 +780,19 @@ class SingleNodeCluster:
         for name in self.procs:
             self._terminate(name, timeout=5)
         # shims (re-parented when containerd exits) and anything still in our cgroups
-        for _ in range(3):
+        def all_gone() -> bool:
             left = self.owned_pids()
-            if not left:
-                break
             for pid in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.5)
+            return not left
+
+        try:
+            wait_for(all_gone, 10, "the cluster's processes to be gone", interval=0.2)
+        except ClusterError:
+            pass  # reported by leftovers()
         self._remove_shim_sockets()
         self._remove_cni_results()
         self._unmount_all()
@@ -850,17 +854,19 @@ class SingleNodeCluster:
                     subprocess.run(["umount", "--lazy", point], capture_output=True)
 
     def _remove_cgroups(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+        def removed() -> bool:
             dirs = self._cgroup_dirs()
-            if not dirs:
-                return
             for d in dirs:
                 try:
                     d.rmdir()
                 except OSError:
                     pass
-            time.sleep(0.2)
+            return not dirs
+
+        try:
+            wait_for(removed, 15, "the cluster's cgroups to be removed", interval=0.2)
+        except ClusterError:
+            pass  # reported by leftovers()
 
     def _remove_container_log_links(self) -> None:
         """The kubelet links /var/log/containers/*.log to its pod logs (a fixed path it owns)."""
@@ -969,10 +975,10 @@ def main() -> None:
         print("cleaned:", [str(p) for p in clean_stale(os.environ.get("PPG_MI_CLUSTER_DIR") or None)])
         return
     cluster = SingleNodeCluster(os.environ.get("PPG_MI_CLUSTER_DIR") or None)
-    stop = {"now": False}
+    stop = threading.Event()
 
     def _stop(*_):
-        stop["now"] = True
+        stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -980,8 +986,8 @@ def main() -> None:
     rss = sum(cluster.rss_bytes().values()) / 2**20
     print(f"node Ready after {cluster.timings['ready_s']:.1f}s, {rss:.0f} MiB resident; "
           f"export KUBECONFIG={cluster.kubeconfig}  (Ctrl-C stops)", flush=True)
-    while not stop["now"]:
-        time.sleep(0.5)
+    while not stop.wait(1.0):  # woken by the signal handler; the timeout lets Python run it
+        pass
     print("left behind:", cluster.stop(), flush=True)
 
 

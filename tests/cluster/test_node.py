@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -137,8 +136,7 @@ def test_stop_leaves_nothing_behind(k8s_cluster: SingleNodeCluster) -> None:
     finally:
         left = cluster.stop()
     assert not any(left.values()), left
-    time.sleep(0.5)
-    assert not ports & _listening_ports()
+    wait_for(lambda: not ports & _listening_ports(), 10, "the stopped cluster's ports to close")
     assert not [p for p, _ in mounts() if p.startswith(str(cluster.dir))]
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", cluster.ports["apiserver"])) != 0

@@ -3,6 +3,9 @@ count again only from there (seek() can be lost); a commit is retried only withi
 
 from __future__ import annotations
 
+import time
+import types
+
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException, TopicPartition
 
@@ -217,15 +220,17 @@ def test_fatal_errors_again_and_again_end_the_process(monkeypatch: pytest.Monkey
 
 # --- #18 item 3: abort_transaction is retried within a budget, like the commit -----------------
 class TimingOutAbortProducer:
-    """abort_transaction answers a retriable timeout, forever (a broker that keeps timing out aborts)."""
+    """abort_transaction answers a retriable timeout, forever (a broker that keeps timing out aborts).
 
-    def __init__(self) -> None:
+    Each call moves the loop's clock on by ``call_s``, as a timed-out call takes time."""
+
+    def __init__(self, clock: list[float], call_s: float = 0.05) -> None:
         self.aborts = 0
+        self.clock = clock
+        self.call_s = call_s
 
     def abort_transaction(self, timeout: float) -> None:
-        import time
-
-        time.sleep(0.01)  # a timed-out call takes time
+        self.clock[0] += self.call_s
         self.aborts += 1
         if self.aborts > 200:  # the old loop retried without end: fail instead of hanging
             raise AssertionError("abort_transaction retried without a time budget")
@@ -234,8 +239,11 @@ class TimingOutAbortProducer:
 
 def test_an_abort_still_retriable_after_its_budget_replaces_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loop_module, "ABORT_RETRY_BUDGET_S", 0.2, raising=False)
+    clock = [1000.0]
+    monkeypatch.setattr(loop_module, "time", types.SimpleNamespace(
+        monotonic=lambda: clock[0], perf_counter=time.perf_counter, sleep=time.sleep))
     loop = _loop({})
-    stuck = TimingOutAbortProducer()
+    stuck = TimingOutAbortProducer(clock)
     created: list[object] = []
     beats: list[float] = []
     monkeypatch.setattr(loop, "_new_producer", lambda: created.append(object()) or created[-1])

@@ -12,11 +12,8 @@ import urllib.request
 
 def fetch(port: int, path: str, timeout: float = 2.0) -> str | None:
     """Body of ``GET http://127.0.0.1:<port><path>``; ``None`` when nothing answers or the status is not 2xx."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as response:
-            return response.read().decode()
-    except OSError:  # refused, timed out, or an HTTPError (a subclass) such as /readyz's 503
-        return None
+    code, body = status("127.0.0.1", port, path, timeout)
+    return body if 200 <= code < 300 else None
 
 
 def status(host: str, port: int, path: str, timeout: float = 2.0) -> tuple[int, str]:

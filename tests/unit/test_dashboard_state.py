@@ -7,7 +7,14 @@ import pandas as pd
 import pytest
 
 from ppg_mi.dashboard import views as v
-from ppg_mi.dashboard.state import DeadLetterCounts, PredictionStore, WaveformCache
+from ppg_mi.dashboard.state import (
+    MAX_LABEL_CHARS,
+    OTHER,
+    DeadLetterCounts,
+    PredictionStore,
+    WaveformCache,
+    bounded_label,
+)
 from ppg_mi.model.metrics import classification_metrics
 from ppg_mi.streaming.codec import Prediction
 
@@ -191,3 +198,71 @@ def test_headline_latency_throughput_versions_alerts() -> None:
     assert set(alerts["predicted"]) == {"MI"}
     assert v.latest(df, 3)["record id"].tolist() == ["rec-9", "rec-8", "rec-7"]
     assert v.latency_trend(df)["p95 s"].max() <= 1.0
+
+
+# --- bounds on what anyone can write (issue 18 item 9) ------------------------------
+def test_model_versions_are_bounded_and_the_overflow_is_counted_exactly_under_other() -> None:
+    store = PredictionStore(10_000, max_versions=5)
+    # 2,000 predictions, each naming its own model version, some absurdly long
+    store.add_many([pred(i, version=f"v{i}-" + "x" * (i % 7) * 100) for i in range(2_000)], 0.0)
+    df = store.frame()
+    assert len(df) == 2_000
+    assert store.version_names == 5 and len(df["model_version"].cat.categories) == 6  # 5 named + OTHER
+    assert max(len(str(c)) for c in df["model_version"].cat.categories) <= MAX_LABEL_CHARS
+    table = v.model_versions(df).set_index("model version")
+    assert table["predictions"].sum() == 2_000                       # totals stay exact
+    assert table.loc[OTHER, "predictions"] == 1_995 == store.folded_predictions == v.folded_predictions(df)
+
+
+def test_a_version_whose_rows_left_the_ring_frees_its_name_for_a_new_one() -> None:
+    store = PredictionStore(4, max_versions=2)
+    store.add_many([pred(i, version=f"old{i % 2}") for i in range(4)], 0.0)
+    # the ring turns over to newer versions: the old names are freed, the new ones kept by name
+    store.add_many([pred(10 + i, version=f"new{i % 2}") for i in range(4)], 0.0)
+    # the first two came while both old names still had rows: folded; the last two took the freed names
+    assert store.frame()["model_version"].astype(str).tolist() == [OTHER, OTHER, "new0", "new1"]
+    assert store.folded_predictions == 2
+    store.add_many([pred(20 + i, version=f"new{i % 2}") for i in range(4)], 0.0)
+    assert set(store.frame()["model_version"].astype(str)) == {"new0", "new1"} and store.folded_predictions == 2
+    # thousands of turns over distinct versions never hold more than max_versions names
+    for i in range(3_000):
+        store.add(pred(100 + i, version=f"churn{i}"), 0.0)
+        assert store.version_names <= 2
+    df = store.frame()
+    assert len(df) == 4 and len(df["model_version"].cat.categories) <= 3
+    assert store.evicted == 3_008
+
+
+def test_a_replayed_prediction_moves_its_row_to_the_new_version() -> None:
+    store = PredictionStore(10, max_versions=1)
+    store.add(pred(1, version="v1"), 0.0)
+    store.add(pred(1, version="v2"), 0.0)    # v1 has no row left: v2 takes its name slot
+    assert store.frame()["model_version"].astype(str).tolist() == ["v2"] and store.folded_predictions == 0
+
+
+def test_a_version_named_like_the_other_bucket_is_folded_into_it() -> None:
+    store = PredictionStore(10, max_versions=3)
+    store.add_many([pred(1, version=OTHER), pred(2, version="v1")], 0.0)
+    df = store.frame()
+    assert sorted(df["model_version"].astype(str)) == sorted([OTHER, "v1"]) and store.folded_predictions == 1
+
+
+def test_dead_letter_keys_are_bounded_and_the_total_stays_exact() -> None:
+    dlq = DeadLetterCounts(max_keys=10)
+    for i in range(5_000):
+        dlq.add(f"stage{i % 3}", f"reason-{i}-" + "r" * 5_000)
+    dlq.add("filter", "")
+    table = dlq.table()
+    assert dlq.total == 5_001 == table["count"].sum()
+    assert len(table) == 11                                            # 10 named + (other, other)
+    assert table["reason"].str.len().max() <= MAX_LABEL_CHARS and table["stage"].str.len().max() <= MAX_LABEL_CHARS
+    other = table[(table["stage"] == OTHER) & (table["reason"] == OTHER)]
+    assert other["count"].tolist() == [4_991] and dlq.folded == 4_991
+
+
+def test_labels_are_cut_and_made_printable() -> None:
+    assert bounded_label("") == "?" and bounded_label(None) == "?"
+    assert bounded_label("truncated") == "truncated"
+    cut = bounded_label("a" * 10_000)
+    assert len(cut) == MAX_LABEL_CHARS and cut.endswith("…")
+    assert bounded_label("bad\nreason\x1b[31m") == "bad\ufffdreason\ufffd[31m"

@@ -19,6 +19,7 @@ from . import charts
 from . import runtime as rt_module
 from . import views as v
 from .runtime import DashboardRuntime
+from .state import OTHER
 
 NOTICE = ("**Research demonstration, not a medical device.** Predictions come from a model trained on "
           "research data; they must not be used to diagnose, treat or monitor anyone.")
@@ -82,6 +83,10 @@ def render_live(runtime: DashboardRuntime) -> None:
     with right:
         st.subheader("Model versions seen")
         st.dataframe(v.model_versions(df), hide_index=True, height=220)
+        folded = v.folded_predictions(df)
+        if folded:
+            st.caption(f"More than {runtime.store.max_versions} model versions in memory: {folded:,} "
+                       f"predictions of the others are counted together as `{OTHER}`.")
 
     left, right = st.columns(2)
     with left:
@@ -233,3 +238,6 @@ def _dead_letters(runtime: DashboardRuntime) -> None:
     if not table.empty:
         st.subheader("Dead letters by stage and reason")
         st.dataframe(table, hide_index=True)
+        if runtime.dlq.folded:
+            st.caption(f"More than {runtime.dlq.max_keys} distinct stages and reasons: {runtime.dlq.folded:,} "
+                       f"dead letters of the others are counted together as `{OTHER}`.")

@@ -93,6 +93,12 @@ class _Collector:
         yield CounterMetricFamily("ppg_mi_dashboard_evicted_recordings",
                                   "Recordings dropped to stay within PPG_MI_DASHBOARD_MAX_RECORDS.",
                                   value=runtime.store.evicted)
+        yield CounterMetricFamily("ppg_mi_dashboard_folded_predictions",
+                                  "Predictions counted under '(other)': more model versions in memory than kept by name.",
+                                  value=runtime.store.folded_predictions)
+        yield CounterMetricFamily("ppg_mi_dashboard_folded_dead_letters",
+                                  "Dead letters counted under '(other)': more (stage, reason) pairs than kept by name.",
+                                  value=runtime.dlq.folded)
         yield CounterMetricFamily("ppg_mi_dashboard_undecodable_messages", "Messages the reader could not decode.",
                                   value=runtime.reader.undecodable)
         read = CounterMetricFamily("ppg_mi_dashboard_messages_read", "Messages read, by topic role.",

@@ -10,6 +10,12 @@ sees a half-written row.
   replaces the first in place instead of adding a row.
 - :class:`WaveformCache` keeps the samples of the most recent recordings of one topic.
 - :class:`DeadLetterCounts` counts dead letters by stage and reason.
+
+Model versions and dead-letter (stage, reason) pairs come from whatever anyone writes to
+``ppg.predictions`` and ``ppg.dlq``, so both are bounded too: a value is cut to
+:data:`MAX_LABEL_CHARS` (control characters replaced), at most :data:`MAX_MODEL_VERSIONS`
+versions present in the ring and :data:`MAX_DLQ_KEYS` (stage, reason) pairs are kept by
+name, and the rest is folded into one :data:`OTHER` bucket whose count stays exact.
 """
 
 from __future__ import annotations
@@ -38,23 +44,55 @@ COLUMNS = {
 }
 MI = LABELS.index("MI")
 
+#: longest model version, stage or reason kept by name (longer values are cut, "…" appended)
+MAX_LABEL_CHARS = 80
+#: distinct model versions kept by name among the predictions in memory; more fold into OTHER
+MAX_MODEL_VERSIONS = 32
+#: distinct (stage, reason) pairs of dead letters kept by name; more fold into (OTHER, OTHER)
+MAX_DLQ_KEYS = 64
+#: the bucket overflowing values are counted in (a value equal to it is folded too, so it is unique)
+OTHER = "(other)"
+
+
+def bounded_label(value: str | None) -> str:
+    """``value`` as shown: control characters replaced, at most :data:`MAX_LABEL_CHARS` long; "?" if empty."""
+    if not value:
+        return "?"
+    if len(value) <= MAX_LABEL_CHARS and value.isprintable():
+        return value
+    text = "".join(ch if ch.isprintable() else "\ufffd" for ch in value[: MAX_LABEL_CHARS + 1])
+    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
+
 
 class PredictionStore:
-    """A ring of at most ``capacity`` predictions, one row per record id."""
+    """A ring of at most ``capacity`` predictions, one row per record id.
 
-    def __init__(self, capacity: int) -> None:
+    Model versions are stored as codes.  A version's code is freed when its last row
+    leaves the ring, so the names kept are those of predictions in memory; beyond
+    ``max_versions`` of them, a new version's rows are stored under :data:`OTHER`
+    (``folded_predictions`` counts them).
+    """
+
+    def __init__(self, capacity: int, max_versions: int = MAX_MODEL_VERSIONS) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if max_versions < 1:
+            raise ValueError("max_versions must be at least 1")
         self.capacity = capacity
+        self.max_versions = max_versions
         self._cols = {name: np.zeros(capacity, dtype=dtype) for name, dtype in COLUMNS.items()}
-        self._versions: list[str] = []          # model version strings, coded as int in the ring
+        # code 0 is OTHER; codes 1..max_versions name versions; a freed code is reused
+        self._versions: list[str] = [OTHER]
         self._version_code: dict[str, int] = {}
+        self._version_rows = np.zeros(max_versions + 1, dtype=np.int64)   # ring rows per code
+        self._free_codes: list[int] = list(range(max_versions, 0, -1))
         self._version = np.zeros(capacity, dtype=np.int32)
         self._slot_of: dict[str, int] = {}
         self._written = 0                       # distinct rows ever written (ring position)
         self._lock = threading.Lock()
         self.duplicates = 0                     # predictions that replaced an earlier one
         self.evicted = 0                        # rows dropped to stay within capacity
+        self.folded_predictions = 0             # predictions stored under OTHER (too many versions)
         self.generation = 0                     # bumps on every change (for caching)
 
     def __len__(self) -> int:
@@ -79,15 +117,14 @@ class PredictionStore:
                 old = self._cols["record_id"][slot]
                 if self._slot_of.get(old) == slot:
                     del self._slot_of[old]
+                self._release_version(int(self._version[slot]))
                 self.evicted += 1
             self._written += 1
             self._slot_of[p.record_id] = slot
         else:
             self.duplicates += 1
-        code = self._version_code.get(p.model_version)
-        if code is None:
-            code = self._version_code[p.model_version] = len(self._versions)
-            self._versions.append(p.model_version)
+            self._release_version(int(self._version[slot]))
+        code = self._claim_version(p.model_version)
         c = self._cols
         c["record_id"][slot] = p.record_id
         c["true_code"][slot] = label_code(p.true_label)
@@ -102,14 +139,49 @@ class PredictionStore:
         self.generation += 1
         return new
 
+    def _claim_version(self, version: str) -> int:
+        """The code of ``version`` for one more row: its own, a free one, or OTHER's (0)."""
+        name = bounded_label(version)
+        code = self._version_code.get(name, 0) if name != OTHER else 0
+        if code == 0 and name != OTHER and self._free_codes:
+            code = self._free_codes.pop()
+            self._version_code[name] = code
+            self._set_version_name(code, name)
+        if code == 0:
+            self.folded_predictions += 1
+        self._version_rows[code] += 1
+        return code
+
+    def _release_version(self, code: int) -> None:
+        """One row of ``code`` left the ring; a version with no rows left frees its code."""
+        self._version_rows[code] -= 1
+        if code != 0 and self._version_rows[code] == 0:
+            del self._version_code[self._versions[code]]
+            self._free_codes.append(code)
+
+    def _set_version_name(self, code: int, name: str) -> None:
+        while len(self._versions) <= code:
+            self._versions.append("")
+        self._versions[code] = name
+
+    @property
+    def version_names(self) -> int:
+        """Model versions currently kept by name (at most ``max_versions``)."""
+        with self._lock:
+            return len(self._version_code)
+
     def frame(self) -> pd.DataFrame:
         """A copy of the stored rows, oldest prediction first (by predicted time)."""
         with self._lock:
             n = len(self)
             data = {name: col[:n].copy() for name, col in self._cols.items() if name != "model_version"}
             codes = self._version[:n].copy()
-            versions = list(self._versions)
-        data["model_version"] = pd.Categorical.from_codes(codes, categories=versions)
+            used = np.flatnonzero(self._version_rows > 0)
+            versions = [self._versions[code] for code in used]
+        # only the codes in use become categories: freed codes may hold stale (or duplicate) names
+        remap = np.zeros(len(self._version_rows), dtype=np.int32)
+        remap[used] = np.arange(len(used), dtype=np.int32)
+        data["model_version"] = pd.Categorical.from_codes(remap[codes], categories=versions)
         df = pd.DataFrame(data, columns=list(COLUMNS))
         order = np.argsort(df["predicted_us"].to_numpy(), kind="stable")
         return df.iloc[order].reset_index(drop=True)
@@ -148,15 +220,31 @@ class WaveformCache:
 
 
 class DeadLetterCounts:
-    """Dead letters read from the DLQ topic, by (stage, reason)."""
+    """Dead letters read from the DLQ topic, by (stage, reason).
 
-    def __init__(self) -> None:
+    The header values are cut to :data:`MAX_LABEL_CHARS`; beyond ``max_keys`` distinct
+    pairs, a new pair is counted under (:data:`OTHER`, :data:`OTHER`), so ``total`` stays
+    exact and ``folded`` says how many dead letters are in that bucket.
+    """
+
+    def __init__(self, max_keys: int = MAX_DLQ_KEYS) -> None:
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.max_keys = max_keys
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
+        self.folded = 0
 
     def add(self, stage: str, reason: str) -> None:
+        key = (bounded_label(stage), bounded_label(reason))
+        if OTHER in key:
+            key = (OTHER, OTHER)
         with self._lock:
-            self._counts[(stage or "?", reason or "?")] += 1
+            if key not in self._counts and len(self._counts) >= self.max_keys:
+                key = (OTHER, OTHER)
+            if key == (OTHER, OTHER):
+                self.folded += 1
+            self._counts[key] += 1
 
     @property
     def total(self) -> int:
@@ -169,4 +257,5 @@ class DeadLetterCounts:
         return pd.DataFrame(rows, columns=["stage", "reason", "count"])
 
 
-__all__ = ["COLUMNS", "MI", "NO_LABEL", "PredictionStore", "Waveform", "WaveformCache", "DeadLetterCounts"]
+__all__ = ["COLUMNS", "MAX_DLQ_KEYS", "MAX_LABEL_CHARS", "MAX_MODEL_VERSIONS", "MI", "NO_LABEL", "OTHER",
+           "bounded_label", "PredictionStore", "Waveform", "WaveformCache", "DeadLetterCounts"]

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..model.metrics import classification_metrics
 from ..streaming.codec import LABELS
+from .state import OTHER
 
 _LABELS = np.array(LABELS, dtype=object)
 MI = LABELS.index("MI")
@@ -255,6 +256,11 @@ def latency_trend(df: pd.DataFrame, max_bins: int = 60) -> pd.DataFrame | None:
 
 
 # --- tables -------------------------------------------------------------------------
+def folded_predictions(df: pd.DataFrame) -> int:
+    """Predictions stored under ``OTHER`` because too many model versions were in memory."""
+    return int((df["model_version"] == OTHER).sum()) if not df.empty else 0
+
+
 def model_versions(df: pd.DataFrame) -> pd.DataFrame:
     """One row per model version seen: predictions, first and last prediction, accuracy if labelled."""
     if df.empty:

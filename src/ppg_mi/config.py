@@ -98,6 +98,10 @@ class Settings:
     queued_max_kbytes: int = _setting(16384, "Cap of librdkafka's prefetch queue per consumer (KiB): bounds memory under backlog.")
     max_message_bytes: int = _setting(1048576, "Largest message accepted; bigger input is dead-lettered as oversized.")
     shutdown_timeout_s: float = _setting(8.0, "Time to finish the open transaction on SIGTERM before exiting.")
+    fault_hold_transaction_file: str = _setting(
+        "", "Tests only: while this file exists, each transaction is held open after producing (within its "
+        "budget) and <file>.held is written, so that a test can stop the broker inside one. Empty: never."
+    )
 
     # --- Signal ----------------------------------------------------------
     sampling_rate_hz: float = _setting(125.0, "Sampling rate of recordings that do not say otherwise.")

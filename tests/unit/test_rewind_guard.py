@@ -19,9 +19,13 @@ from ppg_mi.streaming.loop import InputRecord, NullObserver, RewindPoint, StageL
 class RecordingConsumer:
     """Answers committed() from a dict and records seeks; nothing else is called."""
 
-    def __init__(self, committed: dict[int, int]) -> None:
+    def __init__(self, committed: dict[int, int], log_start: dict[int, int] | None = None) -> None:
         self.committed_offsets = committed
         self.seeks: list[tuple[str, int, int]] = []
+        self.log_start = log_start or {}  # partition → first offset still in the log (default 0)
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool) -> tuple[int, int]:
+        return self.log_start.get(tp.partition, 0), 1_000_000
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         return [TopicPartition(tp.topic, tp.partition, self.committed_offsets.get(tp.partition, OFFSET_INVALID))
@@ -152,21 +156,6 @@ def test_a_commit_that_requires_abort_is_not_retried() -> None:
     with pytest.raises(KafkaException):
         loop._retrying(commit, "commit_transaction")
     assert len(calls) == 1
-
-
-class CoordinatorLostConsumer(RecordingConsumer):
-    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
-
-
-def test_without_committed_offsets_the_failed_batch_is_redone_from_its_first_offsets(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop_module, "COMMITTED_WAIT_S", 0.0)
-    loop = _loop({})
-    loop.consumer = CoordinatorLostConsumer({})  # type: ignore[assignment]
-    loop._rewind([rec(0, 40), rec(0, 41)])
-    assert loop.consumer.seeks == [("in", 0, 40)]
-    assert loop._rewound == {("in", 0): RewindPoint(40, 40)}
 
 
 class FatalAbortProducer:
@@ -428,3 +417,315 @@ def test_an_output_the_broker_refuses_becomes_a_refused_dead_letter() -> None:
     loop._process_batch(batch)
     assert [(t, k) for t, k, _ in producer.committed] == [("out", b"k"), ("ppg.dlq", b"big"), ("out", b"k")]
     assert observer.counts == {"consumed": 3, "produced": 2, "dead": 1}
+
+
+# --- #18 item 2: committed offsets unavailable after a commit that went through unseen ------------
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._t, self._p, self._o = topic, partition, offset
+
+    def error(self) -> None:
+        return None
+
+    def key(self) -> bytes:
+        return f"r{self._p}-{self._o}".encode()
+
+    def value(self) -> bytes:
+        return b"v"
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def offset(self) -> int:
+        return self._o
+
+    def timestamp(self) -> tuple[int, int]:
+        return 0, 0
+
+
+class FakeBroker:
+    """One input partition of ``records`` records, the group's committed offset, and a coordinator
+    that is lost (committed() and joins fail) for ``lost_polls`` polls once ``lose()`` is called."""
+
+    def __init__(self, records: int) -> None:
+        self.records = records
+        self.group_committed: dict[int, int] = {}
+        self.lost_polls = 0
+
+    def coordinator_lost(self) -> bool:
+        return self.lost_polls > 0
+
+
+class SubscribedConsumer:
+    """A subscribing consumer of a :class:`FakeBroker`: its assignment starts at the committed offset."""
+
+    def __init__(self, broker: FakeBroker) -> None:
+        self.broker = broker
+        self.position: dict[int, int] = {}
+        self.callbacks: dict[str, object] = {}
+        self.assigned = False
+        self.closed = False
+        self.seeks: list[tuple[str, int, int]] = []
+
+    def subscribe(self, topics: list[str], on_assign, on_revoke, on_lost) -> None:  # noqa: ANN001
+        self.callbacks = {"assign": on_assign, "revoke": on_revoke}
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        if self.broker.coordinator_lost():
+            self.broker.lost_polls -= 1
+            return None
+        if not self.assigned:  # the assignment fetches the committed offset before anything is fetched
+            self.assigned = True
+            self.position[0] = self.broker.group_committed.get(0, 0)
+            self.callbacks["assign"](self, [TopicPartition("in", 0)])
+        offset = self.position[0]
+        if offset >= self.broker.records:
+            return None
+        self.position[0] = offset + 1
+        return FakeMessage("in", 0, offset)
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        if self.broker.coordinator_lost():
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "Failed to get committed offsets"))
+        return [TopicPartition(tp.topic, tp.partition, self.broker.group_committed.get(tp.partition, OFFSET_INVALID))
+                for tp in partitions]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp.topic, tp.partition, tp.offset))
+        self.position[tp.partition] = tp.offset
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool) -> tuple[int, int]:
+        return 0, self.broker.records
+
+    def consumer_group_metadata(self) -> object:
+        return "group-metadata"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class CommitReplyLostProducer:
+    """Commits on the broker; the reply of the commit after ``lose_after`` good ones is lost
+    (stuck), and the same broker restart loses the group coordinator for a while."""
+
+    def __init__(self, broker: FakeBroker, lose_after: int) -> None:
+        self.broker = broker
+        self.lose_after = lose_after
+        self.open: list[bytes] = []
+        self.offsets: list[TopicPartition] = []
+        self.committed: list[bytes] = []
+
+    def begin_transaction(self) -> None:
+        self.open, self.offsets = [], []
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None, on_delivery=None) -> None:  # noqa: ANN001
+        self.open.append(key)
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+    def send_offsets_to_transaction(self, offsets: list[TopicPartition], group: object, timeout: float) -> None:
+        self.offsets = offsets
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.committed += self.open
+        for tp in self.offsets:
+            self.broker.group_committed[tp.partition] = tp.offset
+        self.lose_after -= 1
+        if self.lose_after == -1:
+            self.broker.lost_polls = 5
+            raise StuckCall("commit_transaction did not return within 15 s")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.open = []
+
+
+def test_a_commit_that_went_through_unseen_is_not_redone_when_committed_offsets_are_unavailable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sequence of a broker restart: the commit is applied but its reply is lost (the producer is
+    replaced), and committed() fails past its wait.  Guessing the failed batch's first offsets redid
+    the committed batch; giving up the assignment lets the new one start from the committed offset."""
+    monkeypatch.setattr(loop_module, "COMMITTED_WAIT_S", 0.0)
+    broker = FakeBroker(records=10)
+    loop = _loop({})
+    loop.settings = loop.settings.replace(batch_max_records=3)
+    loop._assigned = set()
+    first = SubscribedConsumer(broker)
+    consumers = [first]
+    producer = CommitReplyLostProducer(broker, lose_after=1)
+
+    def new_consumer() -> SubscribedConsumer:
+        consumers.append(SubscribedConsumer(broker))
+        return consumers[-1]
+
+    monkeypatch.setattr(loop, "_new_consumer", new_consumer)
+    monkeypatch.setattr(loop, "_new_producer", lambda: producer)
+    monkeypatch.setattr(loop, "_init_transactions", lambda: None)
+    loop.consumer = first  # type: ignore[assignment]
+    loop.producer = producer  # type: ignore[assignment]
+    loop.processor = EchoProcessor()  # type: ignore[assignment]
+    loop._subscribe()
+    for _ in range(20):
+        loop._turn()
+    expected = [f"r0-{i}".encode() for i in range(10)]
+    assert sorted(producer.committed) == sorted(expected), "every record committed exactly once"
+    assert ("in", 0, 3) not in first.seeks, "no guess at the failed batch's first offsets"
+    assert first.closed and len(consumers) == 2 and loop.consumers_replaced == 1
+
+
+# --- #18 item 6: a partition revoked and assigned again within one fetch ---------------------------
+class ScriptedConsumer:
+    """poll() serves a script of messages and rebalance events, as librdkafka serves its queue."""
+
+    def __init__(self, script: list[object]) -> None:
+        self.script = list(script)
+        self.callbacks: dict[str, object] = {}
+
+    def subscribe(self, topics: list[str], on_assign, on_revoke, on_lost) -> None:  # noqa: ANN001
+        self.callbacks = {"assign": on_assign, "revoke": on_revoke}
+
+    def _next(self) -> FakeMessage | None:
+        while self.script:
+            event = self.script.pop(0)
+            if isinstance(event, tuple):  # ("assign" | "revoke", [partitions])
+                self.callbacks[event[0]](self, [TopicPartition("in", p) for p in event[1]])
+            else:
+                return event
+        return None
+
+    def poll(self, timeout: float) -> FakeMessage | None:
+        return self._next()
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        out: list[FakeMessage] = []
+        while len(out) < num_messages and (m := self._next()) is not None:
+            out.append(m)
+        return out
+
+
+def test_a_partition_revoked_and_reassigned_within_one_fetch_contributes_each_record_once() -> None:
+    loop = _loop({})
+    loop._assigned = set()
+    m = lambda p, o: FakeMessage("in", p, o)  # noqa: E731
+    consumer = ScriptedConsumer([
+        ("assign", [0, 1]),
+        m(0, 10), m(0, 11), m(1, 5),
+        ("revoke", [0]), ("assign", [0]),  # the new assignment resumes at the committed offset, 10
+        m(0, 10), m(0, 11), m(0, 12), m(1, 6),
+    ])
+    loop.consumer = consumer  # type: ignore[assignment]
+    loop._subscribe()
+    batch = loop._owned(loop._fetch())
+    assert offsets(batch) == [(1, 5), (0, 10), (0, 11), (0, 12), (1, 6)]
+
+
+def test_records_of_a_revoked_assignment_are_dropped_even_if_the_new_one_starts_later() -> None:
+    # another member committed up to 20 while the partition was away: 10 and 11 are done
+    loop = _loop({})
+    loop._assigned = set()
+    m = lambda p, o: FakeMessage("in", p, o)  # noqa: E731
+    loop.consumer = ScriptedConsumer([("assign", [0]), m(0, 10), m(0, 11), ("revoke", [0]), ("assign", [0]),
+                                      m(0, 20)])  # type: ignore[assignment]
+    loop._subscribe()
+    assert offsets(loop._owned(loop._fetch())) == [(0, 20)]
+
+
+# --- #18 item 5: retention moved the log start past the rewind point -----------------------------
+class LostCounter(NullObserver):
+    def __init__(self) -> None:
+        self.lost: list[int] = []
+
+    def lost_to_retention(self, offsets: int) -> None:
+        self.lost.append(offsets)
+
+
+def test_a_rewind_below_the_log_start_goes_to_the_log_start_and_counts_the_loss() -> None:
+    loop = _loop({0: 10, 1: 7})
+    loop.consumer = RecordingConsumer({0: 10, 1: 7}, log_start={0: 30})  # type: ignore[assignment]
+    loop.observer = observer = LostCounter()  # type: ignore[assignment]
+    loop._rewind([rec(0, 10), rec(0, 11)])
+    assert ("in", 0, 30) in loop.consumer.seeks and ("in", 0, 10) not in loop.consumer.seeks
+    assert loop._rewound[("in", 0)] == RewindPoint(30, None)
+    assert observer.lost == [20]
+    assert offsets(loop._from_rewind_points([rec(0, 30), rec(0, 31)])) == [(0, 30), (0, 31)]
+
+
+def test_a_log_start_that_moves_past_the_rewind_point_after_the_seek_is_followed_not_sought_forever() -> None:
+    loop = _loop({0: 10, 1: 7})
+    loop.observer = observer = LostCounter()  # type: ignore[assignment]
+    loop._rewind([rec(0, 10), rec(0, 11)])
+    assert loop._rewound[("in", 0)] == RewindPoint(10, 10)
+    # retention deletes up to 30 before the fetch: the seek is out of range, the consumer resets to 30
+    loop.consumer.log_start = {0: 30}
+    seeks = len(loop.consumer.seeks)
+    kept = loop._from_rewind_points([rec(0, 30), rec(0, 31)])
+    assert offsets(kept) == [(0, 30), (0, 31)]
+    assert len(loop.consumer.seeks) == seeks, "no seek back to the deleted offset"
+    assert observer.lost == [20] and ("in", 0) not in loop._rewound
+
+
+def test_a_lost_seek_is_still_repeated_when_the_log_start_did_not_move() -> None:
+    loop = _loop({0: 10, 1: 7})
+    loop._rewind([rec(0, 10)])
+    assert loop._from_rewind_points([rec(0, 30)]) == []
+    assert loop.consumer.seeks[-1] == ("in", 0, 10)
+
+
+# --- #18 item 4: a transaction ends well within transaction.timeout.ms ---------------------------
+def test_a_transaction_timeout_too_short_for_the_budget_is_a_configuration_error() -> None:
+    from ppg_mi.config import ConfigError
+
+    settings = Settings.from_env({}, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", transaction_timeout_ms=2000)
+    with pytest.raises(ConfigError, match="PPG_MI_TRANSACTION_TIMEOUT_MS=2000 is too short"):
+        StageLoop(settings, "test", "in", "out", "group", processor=None)  # type: ignore[arg-type]
+
+
+class TimingOutProducer(ScriptedProducer):
+    """commit_transaction and abort_transaction answer a retriable timeout, forever, each taking the
+    timeout it was given on the loop's (fake) clock; every call's end is noted."""
+
+    def __init__(self, clock: list[float], abortable: bool = False) -> None:
+        super().__init__()
+        self.clock = clock
+        self.abortable = abortable
+        self.call_ends: list[tuple[str, float]] = []
+
+    def _time_out(self, what: str, timeout: float, requires_abort: bool = False) -> None:
+        self.clock[0] += timeout
+        self.call_ends.append((what, self.clock[0]))
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, f"{what} timed out", retriable=not requires_abort,
+                                        txn_requires_abort=requires_abort))
+
+    def send_offsets_to_transaction(self, offsets: object, group: object, timeout: float) -> None:
+        self.call_ends.append(("send_offsets_to_transaction", self.clock[0]))
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._time_out("commit_transaction", timeout, requires_abort=self.abortable)
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._time_out("abort_transaction", timeout)
+
+
+@pytest.mark.parametrize("abortable", [False, True], ids=["commit-retriable", "commit-abortable-abort-retriable"])
+def test_no_call_is_made_on_a_transaction_past_its_budget(monkeypatch: pytest.MonkeyPatch, abortable: bool) -> None:
+    """A commit (or an abort) that keeps timing out: every call on the transaction's producer ends
+    before 0.9 × transaction.timeout.ms, then the producer is replaced, so the coordinator never times
+    out a transaction the loop still works on (its epoch bump would read as fencing)."""
+    clock = [1000.0]
+    monkeypatch.setattr(loop_module, "time", types.SimpleNamespace(
+        monotonic=lambda: clock[0], perf_counter=time.perf_counter, sleep=time.sleep))
+    producer = TimingOutProducer(clock, abortable=abortable)
+    loop = _transacting_loop(producer, EchoProcessor())
+    loop.budget = loop_module.TransactionBudget(20.0)  # transaction.timeout.ms = 20 s; the retry budgets are 30 s
+    replaced: list[object] = []
+    monkeypatch.setattr(loop, "_new_producer", lambda: replaced.append(ScriptedProducer()) or replaced[-1])
+    monkeypatch.setattr(loop, "_init_transactions", lambda: None)
+    opened = clock[0]
+    loop._process_batch([rec(0, 0), rec(1, 0)])
+    assert producer.call_ends, "the transaction was tried"
+    last_end = max(end for _, end in producer.call_ends)
+    assert last_end - opened <= 0.9 * 20.0 + 1e-6, producer.call_ends
+    assert replaced and loop.producer is replaced[0], "past its budget the producer is replaced, not called"

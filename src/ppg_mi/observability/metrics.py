@@ -72,6 +72,11 @@ PRODUCER_TOTAL = Gauge("ppg_mi_producer_records_total", "Records this producer s
 PRODUCER_FAILED = Counter("ppg_mi_producer_records_failed", "Records whose delivery failed.", ["shard"])
 READY = Gauge("ppg_mi_ready", "1 when the process passes its readiness checks (/readyz), else 0.", ["role"])
 READY_CHECK = Gauge("ppg_mi_readiness_check", "1 when the named readiness check passes, else 0.", ["role", "check"])
+LOST_TO_RETENTION = Counter(
+    "ppg_mi_records_lost_to_retention",
+    "Input offsets a rewind had to skip because the log no longer held them (retention or delete-records "
+    "moved the log start past them before they were committed; transaction markers included).", ["stage"]
+)
 BUILD_INFO = Info("ppg_mi_build", "Version of ppg-mi and its runtime.")
 BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
@@ -145,3 +150,7 @@ class StageMetrics:
     def assigned(self, partitions: int) -> None:
         self.partitions_assigned = partitions
         self._assigned.set(partitions)
+
+    def lost_to_retention(self, offsets: int) -> None:
+        """A rewind found its records deleted (retention, delete-records): ``offsets`` skipped."""
+        LOST_TO_RETENTION.labels(self.stage).inc(offsets)

@@ -43,3 +43,8 @@ class BrokerUnavailable(StreamingError):
 
 class StuckCall(StreamingError):
     """A client call blocked past its deadline; the client it was made on must be replaced."""
+
+
+class TransactionExpired(StreamingError):
+    """An open transaction used up its share of ``transaction.timeout.ms`` before it committed:
+    the loop ends it itself (abort, or a new producer) before the coordinator times it out."""

@@ -51,11 +51,11 @@ from typing import Callable, Protocol, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ..config import Settings
+from ..config import ConfigError, Settings
 from .bounded import call_with_deadline
 from .clients import transactional_consumer_config, transactional_producer_config
 from .dlq import dead_letter
-from .exceptions import FencedError, ProducerFailed, StuckCall
+from .exceptions import FencedError, ProducerFailed, StuckCall, TransactionExpired
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,20 @@ COMMIT_RETRY_BUDGET_S = 30.0
 FENCING_ERRORS = frozenset({KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH})
 #: other fatal producer errors in a row (no commit between) after which the process gives up
 MAX_FATAL_IN_A_ROW = 3
-#: how long a rewind waits for the committed offsets before it falls back to the failed batch's
-#: first offsets
+#: how long a rewind waits for the committed offsets before it gives up the assignment instead (a new
+#: consumer, whose assignment fetches them): never a guess that could redo a committed batch
 COMMITTED_WAIT_S = 30.0
+#: share of ``transaction_timeout_ms`` after which the loop stops working on an open transaction
+#: (producing, sending offsets, retrying the commit) and ends it
+TRANSACTION_WORK_FRACTION = 0.5
+#: share of ``transaction_timeout_ms`` by which every call on a transaction's producer has returned or
+#: been abandoned (the producer then replaced): the coordinator never times out one of our transactions
+#: and bumps the epoch under a producer still in use, which would read as fencing (#18 item 4)
+TRANSACTION_END_FRACTION = 0.9
+#: shortest timeout worth giving a transactional call within a transaction's budget
+MIN_CALL_S = 1.0
+#: timeout of a watermark query (the log start of a rewound partition)
+WATERMARK_TIMEOUT_S = 5.0
 #: how long ``abort_transaction`` is retried on retriable errors before its producer is replaced
 ABORT_RETRY_BUDGET_S = 30.0
 #: failed transactions in a row (no commit between) after which a batch is redone record by record
@@ -97,6 +108,9 @@ class InputRecord:
     partition: int
     offset: int
     timestamp_ms: int
+    #: the assignment of its partition it was fetched under (#18 item 6): a partition revoked and
+    #: assigned again while a batch is fetched must not contribute records of both assignments
+    assignment: int = field(default=0, compare=False)
 
     @property
     def record_id(self) -> str:
@@ -123,6 +137,61 @@ class RewindPoint:
 
     def admits(self, offset: int) -> bool:
         return self.low <= offset and (self.high is None or offset <= self.high)
+
+
+@dataclass(frozen=True)
+class TransactionBudget:
+    """How long a transaction may stay open, as shares of the broker's ``transaction.timeout.ms``.
+
+    Work on it (producing, ``send_offsets_to_transaction``, the commit and its retries) stops at
+    ``work_s``; the abort that then follows, and any call of its producer, returns or is abandoned by
+    ``end_s`` (each call's timeout is cut so that even its stuck grace ends there; a producer left
+    with less than :data:`MIN_CALL_S` is replaced instead of called).  So no call is ever made on a
+    producer whose transaction the coordinator may have timed out: that abort bumps the epoch,
+    and the producer's next call fails with ``PRODUCER_FENCED``, which must keep meaning that
+    another process took over (#18 item 4).
+    """
+
+    timeout_s: float
+
+    @property
+    def work_s(self) -> float:
+        return self.timeout_s * TRANSACTION_WORK_FRACTION
+
+    @property
+    def end_s(self) -> float:
+        return self.timeout_s * TRANSACTION_END_FRACTION
+
+    @property
+    def grace_s(self) -> float:
+        """How long a call of the transaction may overrun its own timeout before it is stuck."""
+        return min(STUCK_GRACE_S, 0.05 * self.timeout_s)
+
+    def check(self) -> None:
+        """Refuse a timeout too short to hold one call of each phase (a configuration error)."""
+        smallest = MIN_CALL_S + self.grace_s
+        if self.work_s < smallest or self.end_s - self.work_s < smallest:
+            raise ConfigError(
+                f"PPG_MI_TRANSACTION_TIMEOUT_MS={self.timeout_s * 1000:.0f} is too short: a transaction is given "
+                f"up at {TRANSACTION_WORK_FRACTION:g} of it and ended by {TRANSACTION_END_FRACTION:g} of it, and "
+                f"each phase must hold one call of {MIN_CALL_S:g} s plus {self.grace_s:g} s of grace; use at "
+                f"least 3000")
+
+
+@dataclass
+class OpenTransaction:
+    """The deadlines of the transaction begun at ``opened`` (monotonic seconds)."""
+
+    opened: float
+    budget: TransactionBudget
+
+    @property
+    def work_until(self) -> float:
+        return self.opened + self.budget.work_s
+
+    @property
+    def end_by(self) -> float:
+        return self.opened + self.budget.end_s
 
 
 @dataclass(frozen=True)
@@ -170,6 +239,7 @@ class LoopObserver(Protocol):
     def heartbeat(self) -> None: ...
     def assigned(self, partitions: int) -> None: ...
     def blocked(self, why: str | None) -> None: ...
+    def lost_to_retention(self, offsets: int) -> None: ...
 
 
 class NullObserver:
@@ -199,15 +269,21 @@ class StageLoop:
         self.observer: LoopObserver = observer or NullObserver()  # type: ignore[assignment]
         self._stop = threading.Event()
         self._stop_deadline = float("inf")
-        consumer_cfg = transactional_consumer_config(settings, group_id)
-        consumer_cfg["stats_cb"] = self._on_stats
-        consumer_cfg["error_cb"] = self._on_error
-        self.consumer = Consumer(consumer_cfg)
+        #: how long a transaction may stay open; a timeout too short for it is a configuration error
+        self.budget = TransactionBudget(settings.transaction_timeout_ms / 1000)
+        self.budget.check()
+        self._txn: OpenTransaction | None = None  # the transaction being worked on, if any
+        self.consumer = self._new_consumer()
         self.producer = self._new_producer()
         #: producers replaced because a call of theirs was stuck or failed fatally
         self.producers_replaced = 0
+        #: consumers replaced because the committed offsets to rewind to could not be read
+        self.consumers_replaced = 0
         self._fatal_in_a_row = 0  # fatal producer errors since the last commit
         self._assigned: set[tuple[str, int]] = set()
+        #: partition → the number of the assignment it is owned under (records are tagged with it)
+        self._generation: dict[tuple[str, int], int] = {}
+        self._assignments = 0  # assignments served so far: the next one's number
         #: partition → where it was rewound to, until its first record from there comes back
         self._rewound: dict[tuple[str, int], RewindPoint] = {}
         self._running = False  # the loop has turned once
@@ -242,18 +318,14 @@ class StageLoop:
 
     def run(self) -> None:
         self._init_transactions()
-        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self._subscribe()
         log.info("stage started", extra={"stage": self.role, "input": self.input_topic,
                                          "output": self.output_topic, "group": self.group_id})
         try:
             while not self._stop.is_set():
                 self._running = True
                 self._beat()
-                self.processor.between_batches()
-                batch = self._from_rewind_points(self._owned(self._records(self._next_messages())))
-                if batch:
-                    self._process_batch(batch)
+                self._turn()
         except FencedError as exc:
             log.error("fenced: another process took over this transactional id; exiting",
                       extra={"stage": self.role, "error": str(exc)})
@@ -264,21 +336,46 @@ class StageLoop:
         finally:
             self._close()
 
-    def _next_messages(self) -> list[Message]:
+    def _turn(self) -> None:
+        """One turn of the loop: a batch fetched, filtered to what this process owns, and processed."""
+        self.processor.between_batches()
+        batch = self._from_rewind_points(self._owned(self._fetch()))
+        if batch:
+            self._process_batch(batch)
+
+    def _subscribe(self) -> None:
+        self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_lost)
+
+    def _fetch(self) -> list[InputRecord]:
         """Wait up to ``batch_max_wait_ms`` for one record, then add those already fetched.
 
         Batches are self-clocking: as large as what arrived while the previous one was being
         processed (up to ``batch_max_records``), plus what arrives within ``batch_fill_ms``
         (0 by default).  ``consume(n, wait)`` alone would wait the whole ``wait`` unless ``n``
         records arrive, adding that wait to every record's latency below full load.
+
+        One ``poll()`` per message, not ``consume(n)``: rebalance callbacks run inside either, and
+        only between two polls can a record be tagged with the assignment it was fetched under
+        (``consume`` returns records of a partition's revoked assignment and of its next one in one
+        list, indistinguishable; #18 item 6).  A message a poll returns after serving a callback
+        belongs to the new assignment: librdkafka drops fetched messages of an outdated one.
         """
         first = self.consumer.poll(self.settings.batch_max_wait_ms / 1000)
         if first is None:
             return []
-        more = self.settings.batch_max_records - 1
-        if not more:
-            return [first]
-        return [first, *self.consumer.consume(num_messages=more, timeout=self.settings.batch_fill_ms / 1000)]
+        messages = [self._tagged(first)]
+        fill_until = time.monotonic() + self.settings.batch_fill_ms / 1000
+        while len(messages) < self.settings.batch_max_records:
+            m = self.consumer.poll(max(0.0, fill_until - time.monotonic()))
+            if m is None:
+                break
+            messages.append(self._tagged(m))
+        return self._records(messages)
+
+    def _tagged(self, m: Message) -> tuple[Message, int]:
+        """``m`` and the assignment its partition is owned under now (-1: not owned)."""
+        return m, self._generation.get((m.topic(), m.partition()), -1)
 
     def _init_transactions(self) -> None:
         # retried: at start-up the broker may still be coming up.  This call also aborts
@@ -317,16 +414,22 @@ class StageLoop:
         """Seconds a blocking call may take: CALL_TIMEOUT_S, less once shutting down."""
         return max(0.1, min(CALL_TIMEOUT_S, self._stop_deadline - time.monotonic()))
 
+    def _new_consumer(self) -> Consumer:
+        cfg = transactional_consumer_config(self.settings, self.group_id)
+        cfg["stats_cb"] = self._on_stats
+        cfg["error_cb"] = self._on_error
+        return Consumer(cfg)
+
     def _new_producer(self) -> Producer:
         cfg = transactional_producer_config(self.settings, self.role)
         cfg["error_cb"] = self._on_error
         return Producer(cfg)
 
-    def _bounded(self, call: Callable[[float], object], timeout: float, what: str = "") -> None:
-        """``call(timeout)``, abandoned as stuck if it overruns by :data:`STUCK_GRACE_S`
-        (raises :class:`StuckCall`)."""
+    def _bounded(self, call: Callable[[float], object], timeout: float, what: str = "",
+                 grace: float = STUCK_GRACE_S) -> None:
+        """``call(timeout)``, abandoned as stuck if it overruns by ``grace`` (raises :class:`StuckCall`)."""
         name = what or getattr(call, "__name__", "call")
-        call_with_deadline(lambda: call(timeout), timeout + STUCK_GRACE_S, f"{self.role} {name}")
+        call_with_deadline(lambda: call(timeout), timeout + grace, f"{self.role} {name}")
 
     def _replace_stuck_producer(self, exc: StuckCall) -> None:
         """Give up a producer whose call is stuck, without giving up the process."""
@@ -370,9 +473,9 @@ class StageLoop:
         os._exit(0 if clean else 1)
 
     # --- one batch --------------------------------------------------------------
-    def _records(self, messages: list[Message]) -> list[InputRecord]:
+    def _records(self, messages: list[tuple[Message, int]]) -> list[InputRecord]:
         records = []
-        for m in messages:
+        for m, assignment in messages:
             err = m.error()
             if err is not None:
                 if err.fatal():
@@ -381,18 +484,24 @@ class StageLoop:
                     log.warning("consumer error", extra={"error": str(err)})
                 continue
             _, ts = m.timestamp()
-            records.append(InputRecord(m.key(), m.value() or b"", m.topic(), m.partition(), m.offset(), ts))
+            records.append(InputRecord(m.key(), m.value() or b"", m.topic(), m.partition(), m.offset(), ts,
+                                       assignment))
         return records
 
     def _owned(self, records: list[InputRecord]) -> list[InputRecord]:
-        """Drop records of partitions revoked by a rebalance served while the batch was fetched.
+        """Drop records of partitions revoked by a rebalance served while the batch was fetched,
+        and records fetched under an earlier assignment of a partition assigned again meanwhile.
 
-        Their new owner resumes from the committed offset; committing them here too would
-        hand one record to two transactions.
+        A revoked partition's new owner resumes from the committed offset; committing its records
+        here too would hand one record to two transactions.  A partition revoked and assigned again
+        within one fetch resumes from the committed offset as well: its records of the earlier
+        assignment come again under the new one, and both in one batch would be one record twice.
         """
-        owned = [r for r in records if (r.topic, r.partition) in self._assigned]
+        owned = [r for r in records
+                 if (r.topic, r.partition) in self._assigned
+                 and r.assignment == self._generation.get((r.topic, r.partition), 0)]
         if len(owned) != len(records):
-            log.info("dropped records of revoked partitions",
+            log.info("dropped records of revoked partitions or of an earlier assignment",
                      extra={"stage": self.role, "dropped": len(records) - len(owned)})
         return owned
 
@@ -453,16 +562,19 @@ class StageLoop:
         try:
             self._transact(batch, messages)
             return None
-        except (StuckCall, KafkaException) as exc:
+        except (StuckCall, KafkaException, TransactionExpired) as exc:
             self._attempts += 1
             producer = self.producer
             stuck = isinstance(exc, StuckCall)
-            clean = not stuck and not exc.args[0].fatal()
+            clean = isinstance(exc, TransactionExpired) or (not stuck and not exc.args[0].fatal())
             if clean:
                 # serve the delivery reports that name refused messages (a fatally failed producer
                 # raises its error from poll: it is replaced or fenced below, its reports do not matter)
                 producer.poll(0)
-            self._end_failed_transaction(exc)
+            try:
+                self._end_failed_transaction(exc)
+            finally:
+                self._txn = None
             if clean and producer is self.producer:
                 producer.poll(0)
             self.observer.transaction("stuck" if stuck else "aborted")
@@ -555,10 +667,15 @@ class StageLoop:
         self._blocked = self._blocked_at = None
         self.observer.blocked(None)
 
-    def _end_failed_transaction(self, exc: StuckCall | KafkaException) -> None:
+    def _end_failed_transaction(self, exc: StuckCall | KafkaException | TransactionExpired) -> None:
         """Make sure nothing of the failed batch's transaction can still commit."""
         if isinstance(exc, StuckCall):
             self._replace_stuck_producer(exc)
+            return
+        if isinstance(exc, TransactionExpired):
+            log.warning("transaction open too long; aborting and rewinding", extra={"stage": self.role,
+                                                                                   "error": str(exc)})
+            self._abort()
             return
         err = exc.args[0]
         if err.fatal():
@@ -581,6 +698,7 @@ class StageLoop:
 
     def _transact(self, batch: list[InputRecord],
                   messages: list[tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        self._txn = OpenTransaction(time.monotonic(), self.budget)
         self.producer.begin_transaction()
         for i, (record, (topic, key, value, headers)) in enumerate(zip(batch, messages)):
             if topic == self.settings.topic_dlq:
@@ -588,28 +706,66 @@ class StageLoop:
                                                   "reason": dict(headers).get("ppg-mi.reason", b"").decode(),
                                                   "bytes": len(value)})
             self._produce(topic, key, value, headers, i)
+        self._hold_if_asked()
         # Not retried: an error here aborts and redoes the batch, which is always safe.
         offsets, group = _next_offsets(batch), self.consumer.consumer_group_metadata()
         producer = self.producer
         started = time.perf_counter()
         self._bounded(lambda timeout: producer.send_offsets_to_transaction(offsets, group, timeout),
-                      self._remaining(), "send_offsets_to_transaction")
-        self._retrying(lambda: self._bounded(producer.commit_transaction, self._remaining()), "commit_transaction")
+                      self._work_timeout("send_offsets_to_transaction"), "send_offsets_to_transaction",
+                      self.budget.grace_s)
+        self._retrying(lambda: self._bounded(producer.commit_transaction, self._work_timeout("commit_transaction"),
+                                             grace=self.budget.grace_s), "commit_transaction")
+        self._txn = None
         self.observer.transaction_seconds(time.perf_counter() - started)
+
+    def _work_timeout(self, what: str) -> float:
+        """Timeout of a call working on the open transaction: :meth:`_remaining`, cut so that the call
+        (its stuck grace included) ends within the transaction's work budget; raises
+        :class:`TransactionExpired` when not even :data:`MIN_CALL_S` is left."""
+        timeout = self._remaining()
+        if self._txn is None:
+            return timeout
+        left = self._txn.work_until - time.monotonic() - self.budget.grace_s
+        if left < MIN_CALL_S:
+            raise TransactionExpired(f"{self.role} {what}: the transaction was open for "
+                                     f"{time.monotonic() - self._txn.opened:.1f} s, its work budget is "
+                                     f"{self.budget.work_s:g} s of the {self.budget.timeout_s:g} s timeout")
+        return min(timeout, left)
+
+    def _hold_if_asked(self) -> None:
+        """Test fault: while ``fault_hold_transaction_file`` exists, hold the open transaction (its messages
+        produced, its offsets not yet sent), within its work budget, having written ``<file>.held``:
+        a test stops the broker while a transaction is provably open."""
+        path = self.settings.fault_hold_transaction_file
+        if not path or not os.path.exists(path) or self._txn is None:
+            return
+        log.warning("holding the open transaction (test fault)", extra={"stage": self.role, "file": path})
+        self.producer.flush(max(0.1, min(self._remaining(), self._txn.work_until - time.monotonic() - MIN_CALL_S)))
+        with open(f"{path}.held", "w") as held:
+            held.write(f"{self._txn.opened}\n")
+        until = self._txn.work_until - self.budget.grace_s - 2 * MIN_CALL_S
+        while os.path.exists(path) and time.monotonic() < until and not self._stop.is_set():
+            self._stop.wait(0.05)
 
     def _retrying(self, call: Callable[[], None], what: str) -> None:
         """Repeat a transactional call while its error is retriable (e.g. the broker restarting).
 
         Gives up (raising) on any other error, and at shutdown once the deadline passed.  Still
-        retriable after :data:`COMMIT_RETRY_BUDGET_S` is treated as stuck (:class:`StuckCall`):
-        after a broker restart librdkafka can time out the same call forever (seen in the
-        broker-restart test, where the coordinator meanwhile aborted the transaction).
+        retriable after :data:`COMMIT_RETRY_BUDGET_S`, or once the transaction's work budget is spent,
+        is treated as stuck (:class:`StuckCall`): after a broker restart librdkafka can time out the
+        same call forever (seen in the broker-restart test, where the coordinator meanwhile aborted
+        the transaction), and a commit retried past the transaction's timeout would meet the
+        coordinator's abort as ``PRODUCER_FENCED``.
         """
         give_up = time.monotonic() + COMMIT_RETRY_BUDGET_S
         while True:
             try:
                 call()
                 return
+            except TransactionExpired as exc:
+                raise StuckCall(f"{self.role} {what} still failing when the transaction's budget ran out: "
+                                f"{exc.__context__ or exc}") from exc
             except KafkaException as exc:
                 err = exc.args[0]
                 if not err.retriable() or err.txn_requires_abort() or time.monotonic() >= self._stop_deadline:
@@ -630,6 +786,7 @@ class StageLoop:
                 self.producer.produce(topic, value=value, key=key, headers=headers or None, on_delivery=on_delivery)
                 return
             except BufferError:
+                self._work_timeout("produce")  # a queue that does not drain within the budget ends the transaction
                 self.producer.poll(0.1)  # local queue full: let deliveries drain
             except KafkaException as exc:  # refused before it left (e.g. above message.max.bytes)
                 if index is not None:
@@ -653,8 +810,16 @@ class StageLoop:
         not keep the process heart-beating forever."""
         give_up = time.monotonic() + ABORT_RETRY_BUDGET_S
         while True:
+            timeout = self._end_timeout()
+            if timeout is None:
+                # no call may be made on this producer any more: the coordinator could time its
+                # transaction out meanwhile, and the answer would read as fencing (#18 item 4)
+                self._replace_stuck_producer(StuckCall(
+                    f"{self.role} abort_transaction: the transaction's budget of {self.budget.end_s:g} s ran out"))
+                return
             try:
-                self._bounded(self.producer.abort_transaction, self._remaining())
+                self._bounded(self.producer.abort_transaction, timeout,
+                              grace=STUCK_GRACE_S if self._txn is None else self.budget.grace_s)
                 return
             except StuckCall as exc:
                 self._replace_stuck_producer(exc)  # its init_transactions aborts the transaction
@@ -676,13 +841,25 @@ class StageLoop:
                                                                   "error": str(err)})
                 self._beat()
 
+    def _end_timeout(self) -> float | None:
+        """Timeout of a call ending the open transaction: :meth:`_remaining`, cut so that the call ends
+        (its stuck grace included) by the transaction's ``end_by``; None when less than
+        :data:`MIN_CALL_S` is left (the producer must then be replaced, not called)."""
+        timeout = self._remaining()
+        if self._txn is None:
+            return timeout
+        left = self._txn.end_by - time.monotonic() - self.budget.grace_s
+        return None if left < MIN_CALL_S else min(timeout, left)
+
     def _rewind(self, batch: list[InputRecord]) -> None:
         """Seek every owned partition back to its committed offset, after an abort or a replacement.
 
         The committed offsets say what is done: normally the failed batch's first offsets, but
         also the end of a batch whose commit went through unseen (a stuck ``commit_transaction``
         whose producer was replaced), so that batch is not redone.  Partitions outside the batch
-        are rewound too: whatever was fetched past their committed offset is refetched.
+        are rewound too: whatever was fetched past their committed offset is refetched.  A rewind
+        point below the partition's log start (retention deleted those records) moves to the log
+        start: the records lost are counted, not sought forever (#18 item 5).
         """
         if self._stop.is_set():
             return  # leaving the group: the next owner resumes from the committed offsets anyway
@@ -691,12 +868,11 @@ class StageLoop:
             first.setdefault((r.topic, r.partition), r.offset)
         committed = self._committed(sorted(self._assigned))
         if committed is None:
-            # librdkafka can lose the group coordinator after a broker restart (seen: committed()
-            # timed out for minutes). Then redo the failed batch from its first offsets; only a
-            # commit that went through unseen (rare, and needing both faults) is then redone too.
-            log.warning("committed offsets unavailable; rewinding to the failed batch's first offsets",
-                        extra={"stage": self.role})
-            committed = [TopicPartition(t, p, o) for (t, p), o in first.items()]
+            # Never guess: the failed batch's first offsets would redo a batch whose commit went
+            # through unseen, and both faults come from the same broker restart (#18 item 2).
+            self._rejoin()
+            return
+        ask_log_start = True  # until the broker fails to answer once: the guard asks again if it must
         for tp in committed:
             key = (tp.topic, tp.partition)
             if key not in self._assigned:
@@ -704,12 +880,60 @@ class StageLoop:
             # nothing committed yet: from the beginning, as auto.offset.reset=earliest would
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             low = max(offset, 0)
+            log_start = self._log_start(key) if ask_log_start else None
+            ask_log_start = log_start is not None
+            if log_start is not None and low < log_start:
+                self._lost_to_retention(key, low, log_start)
+                offset = low = log_start
             # a record is known to exist at the batch's first offset, so the stream resumes there or earlier
             high = first[key] if key in first and first[key] >= low else None
             self._rewound[key] = RewindPoint(low, high)
             self._seek(key, offset)
         log.info("rewound to the committed offsets", extra={
             "stage": self.role, "offsets": {f"{t}[{p}]": point.low for (t, p), point in self._rewound.items()}})
+
+    def _rejoin(self) -> None:
+        """Give up the assignment: close the consumer and subscribe with a new one.
+
+        The new consumer's assignment fetches the committed offsets itself, from a coordinator it
+        looks up afresh (librdkafka's ``committed()`` can time out for minutes after a broker
+        restart), and fetches nothing before it has them: no record is redone or skipped.  A close
+        that does not return in time is left behind; its callbacks no longer touch this loop.
+        """
+        log.warning("committed offsets unavailable; rejoining the group so that the assignment fetches them",
+                    extra={"stage": self.role, "waited_s": COMMITTED_WAIT_S})
+        old = self.consumer
+        try:
+            call_with_deadline(old.close, CALL_TIMEOUT_S, f"{self.role} consumer close")
+        except (StuckCall, KafkaException, RuntimeError) as exc:
+            log.warning("consumer close failed; leaving it behind", extra={"stage": self.role, "error": str(exc)})
+        self._assigned.clear()
+        self._generation.clear()
+        self._rewound.clear()
+        if self._blocked_at is not None:
+            self._unblock()  # the blocking record comes back with the new assignment if it is still ours
+        self.observer.assigned(0)
+        self.consumers_replaced += 1
+        self.consumer = self._new_consumer()
+        self._subscribe()
+
+    def _log_start(self, key: tuple[str, int]) -> int | None:
+        """The partition's first offset still in the log, asked of the broker; None when it does not answer."""
+        try:
+            low, _high = self.consumer.get_watermark_offsets(TopicPartition(key[0], key[1]),
+                                                             timeout=WATERMARK_TIMEOUT_S, cached=False)
+        except KafkaException as exc:
+            log.warning("log start unavailable", extra={"stage": self.role, "partition": key[1], "error": str(exc)})
+            return None
+        return low if low >= 0 else None
+
+    def _lost_to_retention(self, key: tuple[str, int], offset: int, log_start: int) -> None:
+        """Records from ``offset`` were to be redone, but the log now starts at ``log_start``."""
+        lost = log_start - offset
+        log.error("records deleted before they were processed (retention or delete-records); resuming at the "
+                  "log start", extra={"stage": self.role, "topic": key[0], "partition": key[1],
+                                      "from": offset, "log_start": log_start, "offsets_lost": lost})
+        self.observer.lost_to_retention(lost)
 
     def _committed(self, owned: list[tuple[str, int]]) -> list[TopicPartition] | None:
         """The group's committed offsets of ``owned`` (stable: read_committed consumers ask the
@@ -744,10 +968,13 @@ class StageLoop:
         must lie between the committed offset and the failed batch's first record (which is
         known to exist: ``read_committed`` input never loses a committed record).  A record
         before that is already done (dropped); one beyond it means the seek was lost (dropped,
-        and the seek repeated).
+        and the seek repeated), unless the log start moved past the rewind point meanwhile
+        (retention: the seek went out of range and the consumer reset to the log start): the
+        point then moves to the log start and the records lost are counted (#18 item 5).
         """
         if not self._rewound:
             return records
+        self._follow_log_starts(records)
         kept: list[InputRecord] = []
         astray: set[tuple[str, int]] = set()
         for r in records:
@@ -767,8 +994,35 @@ class StageLoop:
             self._seek(key, self._rewound[key].low)
         return kept
 
+    def _follow_log_starts(self, records: list[InputRecord]) -> None:
+        """Move the rewind point of a partition whose first record came back beyond it to the log
+        start, when the log start has moved past the point (its records were deleted)."""
+        beyond: dict[tuple[str, int], int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            point = self._rewound.get(key)
+            if point is not None and key not in beyond and point.high is not None and r.offset > point.high:
+                beyond[key] = r.offset
+        for key in beyond:
+            point = self._rewound[key]
+            log_start = self._log_start(key)
+            if log_start is None or log_start <= point.low:
+                continue  # the records are there: the seek was lost, and is repeated
+            self._lost_to_retention(key, point.low, log_start)
+            high = point.high if point.high is not None and point.high >= log_start else None
+            self._rewound[key] = RewindPoint(log_start, high)
+
     # --- callbacks (served inside poll() and consume(), never during a transaction) ----------
+    def _current(self, consumer: Consumer | None) -> bool:
+        """Whether a callback comes from the consumer in use (not one given up, still closing)."""
+        return consumer is None or consumer is self.consumer
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self._current(consumer):
+            return
+        self._assignments += 1
+        for p in partitions:
+            self._generation[(p.topic, p.partition)] = self._assignments
         self._assigned |= {(p.topic, p.partition) for p in partitions}
         self.observer.assigned(len(self._assigned))
         log.info("partitions assigned", extra={"stage": self.role,
@@ -776,8 +1030,11 @@ class StageLoop:
                                                "owned": len(self._assigned)})
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self._current(consumer):
+            return
         self._assigned -= {(p.topic, p.partition) for p in partitions}
         for p in partitions:
+            self._generation.pop((p.topic, p.partition), None)
             self._rewound.pop((p.topic, p.partition), None)  # the next owner starts from the committed offset
         if self._blocked_at is not None and self._blocked_at[:2] not in self._assigned:
             self._unblock()  # the blocking record is its next owner's now

@@ -13,6 +13,7 @@ from ppg_mi.config import Settings
 from ppg_mi.streaming.clients import transactional_producer_config
 
 from . import chartlib as cl
+from . import strimzi
 
 pytestmark = pytest.mark.chart
 from .podenv import resolve_env
@@ -24,12 +25,13 @@ MATRIX: dict[str, dict] = {
     "autoscaling-off": {"filter": {"autoscaling": {"enabled": False}, "replicas": 2},
                         "classifier": {"autoscaling": {"enabled": False}, "replicas": 2}},
     "auth-scram": {"kafka": {"auth": {"type": "scram-sha-512"}}},
-    "auth-tls": {"kafka": {"auth": {"type": "tls"}, "namespace": "kafka"}},
+    # Kafka in another namespace: the pods trust a copy of its cluster CA made in theirs
+    "auth-tls": {"kafka": {"auth": {"type": "tls"}, "namespace": "kafka", "clusterCaSecret": "ppg-kafka-cluster-ca-cert"}},
     "ingress": {"dashboard": {"ingress": {"enabled": True, "className": "nginx", "host": "ppg.example.org",
                                           "tlsSecret": "ppg-tls"}},
                 "networkPolicy": {"dashboardFrom": [{"namespaceSelector": {"matchLabels": {
                     "kubernetes.io/metadata.name": "ingress-nginx"}}}]}},
-    "prod": {"kafka": {"namespace": "kafka", "auth": {"type": "scram-sha-512"}},
+    "prod": {"kafka": {"namespace": "kafka", "auth": {"type": "scram-sha-512"}, "clusterCaSecret": "ppg-kafka-cluster-ca-cert"},
              "topics": {"partitions": 12, "replicas": 3},
              "producer": {"shards": 8, "parallelism": 4, "dataFile": "ppg/train.csv", "dataClaim": "ppg-data"},
              "filter": {"autoscaling": {"maxReplicas": 12, "lagThreshold": 500, "activationLagThreshold": 20},
@@ -65,6 +67,29 @@ CASES = [*MATRIX, "dev"]
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     tmp = tmp_path_factory.mktemp("values")
     return {name: cl.render(_values_files(name, tmp)) for name in CASES}
+
+
+@pytest.fixture(scope="module")
+def clusters(rendered: dict[str, list[dict]]) -> dict[str, strimzi.Cluster]:
+    """Each case's release on a simulated Strimzi (tests/chart/strimzi.py): the only Secrets that
+    exist are the ones Strimzi writes under its documented rules, and the documented CA copy."""
+    out = {}
+    for name, objects in rendered.items():
+        kafka = MATRIX.get(name, {}).get("kafka", {})
+        out[name] = strimzi.cluster_for_release(objects, cl.NAMESPACE, kafka.get("namespace", ""),
+                                                kafka.get("clusterCaSecret", ""))
+    return out
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_every_secret_and_topic_the_release_reads_exists(name: str, rendered: dict[str, list[dict]],
+                                                         clusters: dict[str, strimzi.Cluster]) -> None:
+    """Where Strimzi writes them (a Secret per KafkaUser in its namespace, the cluster CA in the
+    Kafka's), not invented where the pods look; topics only when the chart creates them."""
+    unmet = strimzi.unmet_needs(clusters[name], rendered[name], cl.NAMESPACE) + clusters[name].problems
+    if name == "minimal":  # topics.create=false: the topics are managed elsewhere
+        unmet = [line for line in unmet if not line.startswith("topic ")]
+    assert not unmet, "\n".join(unmet)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -206,7 +231,8 @@ def _assert_check_role_reads_only(objects: list[dict], account: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_policy_env_is_known_settings_and_args_parse(name: str, rendered: dict[str, list[dict]]) -> None:
+def test_policy_env_is_known_settings_and_args_parse(name: str, rendered: dict[str, list[dict]],
+                                                     clusters: dict[str, strimzi.Cluster]) -> None:
     known = {row[0] for row in Settings.describe()}
     parser = build_parser()
     for obj, spec in cl.workloads(rendered[name]):
@@ -217,18 +243,16 @@ def test_policy_env_is_known_settings_and_args_parse(name: str, rendered: dict[s
             unknown = {n for n in names if n.startswith("PPG_MI_")} - known
             assert not unknown, f"{obj['metadata']['name']}: not settings of ppg_mi.config: {unknown}"
             assert len(names) == len(set(names)), "an env var is set twice"
-            settings = Settings.from_env(resolve_env(container, pod_name="pod-0", secrets=_fake_secrets))
+            settings = Settings.from_env(resolve_env(container, pod_name="pod-0",
+                                                     secrets=clusters[name].resolver(cl.NAMESPACE)))
             parser.parse_args(container["args"])  # exits (fails the test) on an argument the CLI lacks
             if container["args"][0] == "produce":
                 assert settings.producer_shard == f"0/{obj['spec']['completions']}"
 
 
-def _fake_secrets(name: str, key: str) -> str:
-    return f"secret-{name}-{key}"
-
-
 @pytest.mark.parametrize("name", CASES)
-def test_policy_scaling_matches_what_the_process_consumes(name: str, rendered: dict[str, list[dict]]) -> None:
+def test_policy_scaling_matches_what_the_process_consumes(name: str, rendered: dict[str, list[dict]],
+                                                          clusters: dict[str, strimzi.Cluster]) -> None:
     objects = rendered[name]
     partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in cl.of_kind(objects, "KafkaTopic")}
     values = yaml.safe_load((cl.CHART / "values.yaml").read_text())
@@ -236,7 +260,8 @@ def test_policy_scaling_matches_what_the_process_consumes(name: str, rendered: d
         target = cl.by_name(objects, "Deployment", scaler["spec"]["scaleTargetRef"]["name"])
         container = target["spec"]["template"]["spec"]["containers"][0]
         role = container["args"][0]
-        settings = Settings.from_env(resolve_env(container, pod_name="pod-0", secrets=_fake_secrets))
+        settings = Settings.from_env(resolve_env(container, pod_name="pod-0",
+                                                 secrets=clusters[name].resolver(cl.NAMESPACE)))
         n_partitions = partitions.get(getattr(settings, ROLE_INPUT[role]), settings.topic_partitions)
         assert "replicas" not in target["spec"], "an autoscaled Deployment leaves replicas to the scaler"
         if scaler["kind"] == "HorizontalPodAutoscaler":
@@ -263,13 +288,15 @@ def test_policy_scaling_matches_what_the_process_consumes(name: str, rendered: d
 
 
 @pytest.mark.parametrize("name", ["auth-scram", "auth-tls", "prod"])
-def test_policy_kafka_users_are_limited_to_their_service(name: str, rendered: dict[str, list[dict]]) -> None:
+def test_policy_kafka_users_are_limited_to_their_service(name: str, rendered: dict[str, list[dict]],
+                                                         clusters: dict[str, strimzi.Cluster]) -> None:
     objects = rendered[name]
     users = {u["metadata"]["labels"]["app.kubernetes.io/component"]: u for u in cl.of_kind(objects, "KafkaUser")}
     workloads = {_component(o): s["containers"][0] for o, s in cl.workloads(objects)}
     for component, user in users.items():
         container = workloads[component]
-        settings = Settings.from_env(resolve_env(container, pod_name="pod-0", secrets=_fake_secrets))
+        settings = Settings.from_env(resolve_env(container, pod_name="pod-0",
+                                                 secrets=clusters[name].resolver(cl.NAMESPACE)))
         acls = user["spec"]["authorization"]["acls"]
         grants = {(a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"]): set(a["operations"])
                   for a in acls}
@@ -327,8 +354,10 @@ def test_policy_selectors_and_ports_point_at_real_pods(name: str, rendered: dict
         for rule in policy["spec"].get("ingress", []):
             for port in rule.get("ports", []):
                 assert all(any(p["name"] == port["port"] for p in ports) for ports in targets)
-    kafka_ns = {o["metadata"].get("namespace") for o in objects if o["kind"] in ("KafkaTopic", "KafkaUser")}
-    assert len(kafka_ns) <= 1
+    # KafkaTopics together in the Kafka namespace; KafkaUsers in the release namespace, where
+    # Strimzi then writes the Secrets the pods read
+    assert len({o["metadata"].get("namespace") for o in objects if o["kind"] == "KafkaTopic"}) <= 1
+    assert all(o["metadata"]["namespace"] == cl.NAMESPACE for o in objects if o["kind"] == "KafkaUser")
     for obj in objects:
         if obj["kind"] in ("KafkaTopic", "KafkaUser"):
             assert obj["metadata"]["labels"]["strimzi.io/cluster"] == "ppg-kafka"
@@ -361,6 +390,7 @@ def test_monitoring_files_are_wrapped_when_present() -> None:
     ({"filter": {"autoscaling": {"activationLagThreshold": 6}}}, "must exceed topics.partitions=6"),
     ({"securityContext": {"runAsUser": 0}}, "minimum"),
     ({"producer": {"dataFile": "x.csv"}}, "needs producer.dataClaim"),
+    ({"kafka": {"namespace": "kafka", "auth": {"type": "tls"}}}, "kafka.clusterCaSecret is required"),
 ])
 def test_bad_values_fail_to_render(values: dict, message: str, tmp_path: Path) -> None:
     result = cl.render([cl.write_values(tmp_path / "bad.yaml", values)], check=False)

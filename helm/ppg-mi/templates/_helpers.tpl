@@ -83,11 +83,20 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if eq $t "scram-sha-512" -}}SASL_SSL{{- else if eq $t "tls" -}}SSL{{- else -}}PLAINTEXT{{- end -}}
 {{- end -}}
 
+{{/* The Secret (key ca.crt, in the release namespace) the pods and KEDA trust the brokers with.
+     Strimzi writes <cluster>-cluster-ca-cert only in the Kafka's namespace: with Kafka elsewhere
+     the value must name a copy here, or pods would wait forever for a Secret that never comes. */}}
 {{- define "ppg-mi.clusterCaSecret" -}}
-{{- default (printf "%s-cluster-ca-cert" .Values.kafka.clusterName) .Values.kafka.clusterCaSecret -}}
+{{- if .Values.kafka.clusterCaSecret -}}
+{{- .Values.kafka.clusterCaSecret -}}
+{{- else if ne (include "ppg-mi.kafkaNamespace" .) .Release.Namespace -}}
+{{- fail (printf "kafka.clusterCaSecret is required with kafka.auth.type=%s and kafka.namespace=%s: Strimzi writes the cluster CA Secret %s-cluster-ca-cert only in %s, and pods and KEDA read Secrets of %s only; copy its ca.crt into a Secret in %s and name it here (docs/kubernetes.md, section 2)" .Values.kafka.auth.type (include "ppg-mi.kafkaNamespace" .) .Values.kafka.clusterName (include "ppg-mi.kafkaNamespace" .) .Release.Namespace .Release.Namespace) -}}
+{{- else -}}
+{{- printf "%s-cluster-ca-cert" .Values.kafka.clusterName -}}
+{{- end -}}
 {{- end -}}
 
-{{/* The KafkaUser (and Strimzi Secret) name of a component: (list $ "filter") */}}
+{{/* The KafkaUser (and Strimzi Secret) name of a component, both in the release namespace: (list $ "filter") */}}
 {{- define "ppg-mi.kafkaUser" -}}
 {{- include "ppg-mi.componentName" . -}}
 {{- end -}}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +15,13 @@ import numpy as np
 import pytest
 
 from ppg_mi.data import SyntheticConfig, generate, write_csv
-from ppg_mi.model import ModelCardMismatch, ModelError, ModelStore, load_checkpoint
-from ppg_mi.model.checkpoint import CARD_FILE, ESTIMATOR_FILE
+from ppg_mi.model import ModelCardMismatch, ModelDigestMismatch, ModelError, ModelStore, load_checkpoint
+from ppg_mi.model.checkpoint import CARD_FILE, DIGEST_FIELD, ESTIMATOR_FILE
 from ppg_mi.model.estimators import Downsample, ScoredRidgeClassifierCV, build_estimator
 from ppg_mi.signal import BandPass, preprocess_batch
 from training.train import TrainConfig, train
+
+from ..bad_models import add_corrupted_version, add_unpicklable_version, add_unreadable_card_version
 
 SAMPLES = 256  # short recordings: these tests are about the checkpoint, not the model's accuracy
 BAND = BandPass()
@@ -118,6 +123,75 @@ def test_a_directory_without_a_card_is_not_a_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(tmp_path)
     with pytest.raises(ModelError, match="no model in"):
         ModelStore(tmp_path).current_path()
+
+
+def test_the_card_records_the_sha256_of_the_estimator_file_it_was_written_for(store: tuple[Path, dict]) -> None:
+    root, card = store
+    path = ModelStore(root).current_path()
+    saved = json.loads((path / CARD_FILE).read_text())
+    digest = hashlib.sha256((path / ESTIMATOR_FILE).read_bytes()).hexdigest()
+    assert saved[DIGEST_FIELD] == digest == card[DIGEST_FIELD]
+
+
+def test_loading_refuses_an_estimator_whose_bytes_changed_and_names_both_digests(store: tuple[Path, dict],
+                                                                                 tmp_path: Path) -> None:
+    root, card = store
+    models = ModelStore(tmp_path / "models")
+    shutil.copytree(root, models.root)
+    bad = add_corrupted_version(models, card["version"], "corrupted")
+    actual = hashlib.sha256((models.root / bad / ESTIMATOR_FILE).read_bytes()).hexdigest()
+    with pytest.raises(ModelDigestMismatch) as exc:
+        load_checkpoint(models.root / bad, BAND, SAMPLES)
+    assert actual in str(exc.value) and card[DIGEST_FIELD] in str(exc.value)
+    # a whole other (valid) estimator in its place is refused the same way: the bytes are checked, not parsed
+    other, _ = train(_data(seed=5), BAND, TrainConfig(kind=KIND, folds=0, seed=1), tmp_path / "other")
+    swapped = _copy_checkpoint(root, card["version"], tmp_path / "swapped")
+    shutil.copyfile(other / ESTIMATOR_FILE, swapped / ESTIMATOR_FILE)
+    with pytest.raises(ModelDigestMismatch, match="not the one trained"):
+        load_checkpoint(swapped, BAND, SAMPLES)
+
+
+def test_a_card_without_a_digest_is_loaded_with_a_warning(store: tuple[Path, dict], tmp_path: Path,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    # a checkpoint written before digests were recorded: its bytes cannot be checked, so it loads and says so
+    root, card = store
+    path = _copy_checkpoint(root, card["version"], tmp_path)
+    saved = json.loads((path / CARD_FILE).read_text())
+    del saved[DIGEST_FIELD]
+    (path / CARD_FILE).write_text(json.dumps(saved))
+    with caplog.at_level(logging.WARNING, logger="ppg_mi.model.checkpoint"):
+        checkpoint = load_checkpoint(path, BAND, SAMPLES)
+    assert checkpoint.version == card["version"]
+    assert any("no estimator digest" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unpicklable_estimator_and_malformed_cards_are_model_errors(store: tuple[Path, dict],
+                                                                     tmp_path: Path) -> None:
+    root, card = store
+    models = ModelStore(tmp_path / "models")
+    shutil.copytree(root, models.root)
+    with pytest.raises(ModelError, match="cannot load the estimator"):
+        load_checkpoint(models.root / add_unpicklable_version(models, card["version"], "garbage"), BAND, SAMPLES)
+    with pytest.raises(ModelError, match="unreadable model card"):
+        load_checkpoint(models.root / add_unreadable_card_version(models, card["version"], "nojson"), BAND, SAMPLES)
+    for i, (text, reason) in enumerate([("[1, 2]", "not an object"), ('{"classes": ["Normal", "MI"]}', "no version"),
+                                        (b"\xff\xfe{", "unreadable")]):
+        path = _copy_checkpoint(root, card["version"], tmp_path / f"card{i}")
+        (path / CARD_FILE).write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(ModelError, match=reason):
+            load_checkpoint(path, BAND, SAMPLES)
+
+
+def test_moving_current_records_the_previous_version(store: tuple[Path, dict], tmp_path: Path) -> None:
+    root, card = store
+    models = ModelStore(tmp_path / "models")
+    shutil.copytree(root, models.root)
+    assert models.previous_version() is None
+    other = add_corrupted_version(models, card["version"], "other")
+    models.set_current(other)
+    assert (models.current_version(), models.previous_version()) == (other, card["version"])
+    models.set_current(other)   # setting the same version again keeps what was before it
+    assert models.previous_version() == card["version"]
 
 
 def test_same_data_and_seed_give_the_same_card_metrics(store: tuple[Path, dict], tmp_path: Path) -> None:

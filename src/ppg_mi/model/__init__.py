@@ -1,6 +1,13 @@
 """What a model checkpoint is (estimator + model card), how it is saved, loaded and served."""
 
-from .checkpoint import Checkpoint, ModelCardMismatch, ModelError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    Checkpoint,
+    ModelCardMismatch,
+    ModelDigestMismatch,
+    ModelError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .estimators import MODEL_KINDS, build_estimator
 from .store import ModelStore
 
@@ -8,6 +15,7 @@ __all__ = [
     "Checkpoint",
     "MODEL_KINDS",
     "ModelCardMismatch",
+    "ModelDigestMismatch",
     "ModelError",
     "ModelStore",
     "build_estimator",

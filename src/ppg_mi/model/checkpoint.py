@@ -4,12 +4,20 @@ The card records what the estimator expects (classes, preprocessing, sampling ra
 what it was built with (library versions, training-data fingerprint).  Loading compares
 the card with the running code and refuses, with the reason, any mismatch that would
 make predictions silently wrong.
+
+The card also records the SHA-256 of the estimator file (``estimator_sha256``): loading
+reads the file once, checks those bytes against the card and only then unpickles them,
+so a checkpoint whose estimator was replaced, truncated or corrupted after its card was
+written is refused before any of its bytes are unpickled.  A card written before digests
+existed has none: it is loaded, with a warning that the bytes could not be checked.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import platform
 import time
 from dataclasses import dataclass
@@ -24,6 +32,12 @@ from ..signal import BandPass
 ESTIMATOR_FILE = "estimator.joblib"
 CARD_FILE = "model-card.json"
 CARD_SCHEMA = 1
+#: card field holding the SHA-256 (hex) of the estimator file the card was written for
+DIGEST_FIELD = "estimator_sha256"
+#: card fields a served checkpoint needs (besides what :func:`check_card` compares)
+REQUIRED_FIELDS = ("version", "classes")
+
+log = logging.getLogger(__name__)
 
 
 class ModelError(RuntimeError):
@@ -32,6 +46,14 @@ class ModelError(RuntimeError):
 
 class ModelCardMismatch(ModelError):
     """The checkpoint's card does not match the running code or configuration."""
+
+
+class ModelDigestMismatch(ModelError):
+    """The estimator file's bytes are not the ones the card was written for."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -125,12 +147,17 @@ def make_card(
 
 
 def save_checkpoint(estimator: Any, card: dict[str, Any], directory: str | Path) -> Path:
-    """Write the checkpoint into ``directory`` (created; must not hold another checkpoint)."""
+    """Write the checkpoint into ``directory`` (created; must not hold another checkpoint).
+
+    ``card`` gains ``estimator_sha256``, the digest of the estimator file as written.
+    """
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     if (path / CARD_FILE).exists():
         raise ModelError(f"{path} already holds a checkpoint; refusing to overwrite it")
     joblib.dump(estimator, path / ESTIMATOR_FILE, compress=3)
+    # the digest of the bytes on disk, read back: what a loader will read
+    card[DIGEST_FIELD] = sha256_hex((path / ESTIMATOR_FILE).read_bytes())
     # the card is written last: a directory with a card is a complete checkpoint
     tmp = path / (CARD_FILE + ".tmp")
     tmp.write_text(json.dumps(card, indent=2, sort_keys=True, default=_json_default))
@@ -168,6 +195,44 @@ def _minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+def read_card(card_path: Path) -> dict[str, Any]:
+    """The card as a dict holding at least :data:`REQUIRED_FIELDS`, or :class:`ModelError`."""
+    try:
+        card = json.loads(card_path.read_bytes())
+    except (OSError, ValueError) as exc:   # UnicodeDecodeError is a ValueError
+        raise ModelError(f"{card_path}: unreadable model card: {exc}") from None
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path}: unreadable model card: a JSON {type(card).__name__}, not an object")
+    missing = [name for name in REQUIRED_FIELDS if name not in card]
+    if missing:
+        raise ModelError(f"{card_path}: unreadable model card: no {', '.join(missing)}")
+    if not isinstance(card["classes"], list) or not all(isinstance(c, str) for c in card["classes"]):
+        raise ModelError(f"{card_path}: unreadable model card: classes {card['classes']!r} is not a list of names")
+    return card
+
+
+def read_verified_estimator(path: Path, card: dict[str, Any]) -> bytes:
+    """The estimator file's bytes, refused unless their SHA-256 is the card's.
+
+    Read once and unpickled from memory, so the bytes checked are the bytes loaded.  A
+    card without a digest (written before digests were recorded) is accepted with a warning.
+    """
+    estimator_path = path / ESTIMATOR_FILE
+    try:
+        data = estimator_path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{estimator_path}: cannot read the estimator: {exc}") from None
+    expected = card.get(DIGEST_FIELD)
+    actual = sha256_hex(data)
+    if expected is None:
+        log.warning("model card records no estimator digest (written before digests); loading it unverified",
+                    extra={"checkpoint": str(path), "estimator_sha256": actual})
+    elif str(expected).lower() != actual:
+        raise ModelDigestMismatch(f"{estimator_path}: sha256 {actual}, but the model card was written for "
+                                  f"sha256 {expected}: the estimator file is not the one trained; refusing it")
+    return data
+
+
 def load_checkpoint(
     directory: str | Path, band: BandPass | None = None, samples_per_record: int | None = None
 ) -> Checkpoint:
@@ -176,13 +241,11 @@ def load_checkpoint(
     card_path = path / CARD_FILE
     if not card_path.is_file():
         raise ModelError(f"{path} is not a checkpoint: {CARD_FILE} is missing")
-    try:
-        card = json.loads(card_path.read_text())
-    except ValueError as exc:
-        raise ModelError(f"{card_path}: unreadable model card: {exc}") from None
+    card = read_card(card_path)
     check_card(card, band, samples_per_record)
+    estimator_bytes = read_verified_estimator(path, card)
     try:
-        estimator = joblib.load(path / ESTIMATOR_FILE)
+        estimator = joblib.load(io.BytesIO(estimator_bytes))
     except Exception as exc:
         raise ModelError(f"{path / ESTIMATOR_FILE}: cannot load the estimator: {exc}") from exc
     fitted = sorted(str(c) for c in getattr(estimator, "classes_", []))
@@ -193,6 +256,7 @@ def load_checkpoint(
 
 
 __all__ = [
-    "Checkpoint", "ModelCardMismatch", "ModelError", "check_card", "fingerprint",
-    "library_versions", "load_checkpoint", "make_card", "save_checkpoint",
+    "DIGEST_FIELD", "Checkpoint", "ModelCardMismatch", "ModelDigestMismatch", "ModelError", "check_card",
+    "fingerprint", "library_versions", "load_checkpoint", "make_card", "read_card", "read_verified_estimator",
+    "save_checkpoint", "sha256_hex",
 ]

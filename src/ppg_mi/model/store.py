@@ -2,7 +2,9 @@
 
 ``<models_dir>/<version>/`` holds one checkpoint each; ``<models_dir>/current`` is a small
 text file naming the served version.  It is replaced with an atomic rename, so a reader
-sees the old name or the new one, never half of either.
+sees the old name or the new one, never half of either.  ``<models_dir>/previous`` names
+the version ``current`` named before the last move: the classifier falls back to it when
+it starts and ``current`` cannot be loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from .checkpoint import CARD_FILE, ModelError
 
 CURRENT = "current"
+PREVIOUS = "previous"
 
 
 class ModelStore:
@@ -27,11 +30,18 @@ class ModelStore:
         return sorted(p.name for p in self.root.iterdir() if (p / CARD_FILE).is_file())
 
     def current_version(self) -> str | None:
+        return self._pointer(CURRENT)
+
+    def previous_version(self) -> str | None:
+        """The version ``current`` named before the last :meth:`set_current` moved it, if any."""
+        return self._pointer(PREVIOUS)
+
+    def _pointer(self, name: str) -> str | None:
         try:
-            name = (self.root / CURRENT).read_text().strip()
+            version = (self.root / name).read_text().strip()
         except FileNotFoundError:
             return None
-        return name or None
+        return version or None
 
     def current_path(self) -> Path:
         version = self.current_version()
@@ -46,14 +56,22 @@ class ModelStore:
         return path
 
     def set_current(self, version: str) -> None:
+        """Make ``version`` current; the version it replaces becomes ``previous``."""
         if not (self.root / version / CARD_FILE).is_file():
             raise ModelError(f"{version!r} is not a checkpoint in {self.root}")
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".current.")
+        replaced = self.current_version()
+        if replaced is not None and replaced != version:
+            # written first: a crash in between leaves previous = current, which is harmless
+            self._write_pointer(PREVIOUS, replaced)
+        self._write_pointer(CURRENT, version)
+
+    def _write_pointer(self, name: str, version: str) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
         with os.fdopen(fd, "w") as fh:
             fh.write(version + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.root / CURRENT)
+        os.replace(tmp, self.root / name)
 
     def import_checkpoint(self, checkpoint_dir: str | Path, version: str) -> Path:
         """Copy a checkpoint into the store under ``version`` (not made current)."""

@@ -67,6 +67,11 @@ PREDICTIONS = Counter("ppg_mi_predictions", "Predictions by predicted class and 
                       ["predicted_class", "model_version"])
 MODEL_INFO = Info("ppg_mi_model", "The model version the classifier currently serves.")
 MODEL_RELOADS = Counter("ppg_mi_model_reloads", "Model switches by outcome (loaded, rejected).", ["outcome"])
+MODEL_CURRENT_REJECTED = Gauge(
+    "ppg_mi_model_current_rejected",
+    "1 while the version the model store's `current` names failed to load or warm up (the classifier serves the "
+    "version it had, the previous one, or none and is not ready), else 0.",
+)
 PRODUCER_SENT = Counter("ppg_mi_producer_records_sent", "Records the producer had acknowledged.", ["shard"])
 PRODUCER_TOTAL = Gauge("ppg_mi_producer_records_total", "Records this producer shard has to send.", ["shard"])
 PRODUCER_FAILED = Counter("ppg_mi_producer_records_failed", "Records whose delivery failed.", ["shard"])

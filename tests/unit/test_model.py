@@ -263,33 +263,4 @@ def test_evaluate_reports_a_card_mismatch_without_a_traceback(store: tuple[Path,
     assert "Traceback" not in result.stderr
 
 
-def test_compare_command_regenerates_its_section_and_keeps_the_prose(tmp_path: Path) -> None:
-    from training.compare import BEGIN, END, main
-
-    doc = tmp_path / "model.md"
-    doc.write_text(f"# The model\n\nprose before\n\n{BEGIN}\nstale\n{END}\n\nprose after\n")
-    assert main(["--out", str(doc), "--records", "24", "--samples", str(SAMPLES),
-                 "--kinds", "minirocket,rdst", "--json", str(tmp_path / "r.json")]) == 0
-    text = doc.read_text()
-    assert "prose before" in text and "prose after" in text and "stale" not in text
-    assert text.count(BEGIN) == 1 and text.count(END) == 1
-    assert "| `minirocket` | convolution |" in text and "| `rdst` | shapelet |" in text
-    assert "**Rule:**" in text
-    result = json.loads((tmp_path / "r.json").read_text())
-    assert [r["kind"] for r in result["rows"]] == ["minirocket", "rdst"]
-    assert result["default"]["kind"] in ("minirocket", "rdst")
-    assert all(r["records_per_s_batch1"] > 0 and r["records_per_s_batch64"] > 0 for r in result["rows"])
-
-
-def test_the_rule_prefers_sensitivity_within_specificity_and_budget() -> None:
-    from training.compare import choose
-
-    def row(kind: str, sens: float, spec: float, per_s: float, auc: float = 0.9) -> dict:
-        return {"kind": kind, "sensitivity_mi": sens, "specificity": spec, "roc_auc": auc,
-                "records_per_s_batch1": per_s, "fit_seconds": 1.0}
-
-    rows = [row("too-slow", 0.99, 0.95, 5.0), row("unspecific", 0.98, 0.5, 500.0),
-            row("good", 0.9, 0.9, 100.0), row("worse", 0.85, 0.95, 100.0)]
-    assert choose(rows) == {"kind": "good", "by_rule": True, "eligible": ["good", "worse"]}
-    assert choose([row("a", 0.9, 0.9, 100.0, auc=0.8), row("b", 0.9, 0.9, 100.0, auc=0.95)])["kind"] == "b"
-    assert choose([row("x", 0.5, 0.1, 1.0)]) == {"kind": "x", "by_rule": False, "eligible": []}
+# the comparison's tests are in tests/unit/test_compare.py

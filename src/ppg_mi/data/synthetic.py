@@ -12,6 +12,15 @@ and the arterial tree reflects differently, which in finger PPG shows as:
 
 ``difficulty`` in [0, 1] moves the two classes' parameters toward each other and adds
 noise and baseline wander: 0 is trivially separable, 1 makes the classes identical.
+
+Recording conditions, for selection over several kinds of data (``training/compare.py``);
+their defaults leave the output exactly as without them:
+
+- ``noise_scale`` and ``wander_scale`` multiply the sensor noise and the baseline wander;
+- ``motion_artefacts_per_min``: sudden sensor movements, each a step in level plus a
+  decaying oscillation a few pulses tall (Poisson count);
+- ``level_changes``: that many moments where the sensor's gain and offset jump (contact
+  pressure or ambient light changes), so amplitude and level differ within one recording.
 """
 
 from __future__ import annotations
@@ -32,6 +41,10 @@ class SyntheticConfig:
     difficulty: float = 0.3
     seed: int = 0
     id_prefix: str = "synth"
+    noise_scale: float = 1.0
+    wander_scale: float = 1.0
+    motion_artefacts_per_min: float = 0.0
+    level_changes: int = 0
 
 
 # per-class means of the beat parameters: (Normal, MI)
@@ -74,11 +87,42 @@ def _recording(rng: np.random.Generator, cfg: SyntheticConfig, is_mi: bool) -> n
         dd = beat + dia_delay * interval
         signal += amplitude * max(dia_amp, 0.0) * np.exp(-0.5 * ((t - dd) / (1.4 * sw)) ** 2)
         beat += interval
-    noise = 0.02 + 0.15 * d
-    wander = (0.1 + 0.4 * d) * np.sin(2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 2 * np.pi))
+    noise = (0.02 + 0.15 * d) * cfg.noise_scale
+    wander = (0.1 + 0.4 * d) * cfg.wander_scale * np.sin(
+        2 * np.pi * rng.uniform(0.1, 0.3) * t + rng.uniform(0, 2 * np.pi))
     gain = rng.uniform(50, 150)
     offset = rng.uniform(200, 800)
-    return (offset + gain * (signal + wander + rng.normal(0, noise, t.size))).astype(np.float32)
+    # conditions draw from the generator only when enabled, so default configs give the old data
+    if cfg.motion_artefacts_per_min > 0:
+        signal = signal + _motion_artefacts(rng, t, cfg.motion_artefacts_per_min)
+    gains, offsets = (gain, offset) if cfg.level_changes <= 0 else _level_steps(rng, t, gain, offset,
+                                                                                cfg.level_changes)
+    return (offsets + gains * (signal + wander + rng.normal(0, noise, t.size))).astype(np.float32)
+
+
+def _motion_artefacts(rng: np.random.Generator, t: np.ndarray, per_min: float) -> np.ndarray:
+    """A level step plus a decaying 1-4 Hz oscillation at each of a Poisson number of moments."""
+    out = np.zeros_like(t)
+    for start in rng.uniform(0, t[-1], rng.poisson(per_min * t[-1] / 60.0)):
+        after = t >= start
+        dt = t[after] - start
+        size = rng.uniform(1.0, 4.0) * rng.choice((-1.0, 1.0))
+        decay = rng.uniform(0.2, 1.0)
+        out[after] += size * np.exp(-dt / decay) * np.cos(2 * np.pi * rng.uniform(1.0, 4.0) * dt)
+        out[after] += rng.normal(0, 0.5) * np.exp(-dt / 5.0)  # the sensor settles slowly at its new level
+    return out
+
+
+def _level_steps(rng: np.random.Generator, t: np.ndarray, gain: float, offset: float,
+                 changes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample gain and offset that jump at ``changes`` random moments."""
+    gains = np.full_like(t, gain)
+    offsets = np.full_like(t, offset)
+    for start in np.sort(rng.uniform(0, t[-1], changes)):
+        after = t >= start
+        gains[after] *= rng.uniform(0.4, 2.5)
+        offsets[after] += rng.uniform(-300, 300)
+    return gains, offsets
 
 
 def generate(cfg: SyntheticConfig) -> Dataset:

@@ -3,18 +3,24 @@
 Every estimator receives the filter's output (band-passed, z-scored recordings) as a 3-D
 array (n_records, 1 channel, n_samples) and string labels.  An estimator may reduce its
 input internally (:class:`Downsample`): that step is part of the fitted estimator and of
-its card's ``params``, never of the filter's contract.  See docs/model.md for the
+its card's ``params``, never of the filter's contract.  A kind's down-sampling factor is
+stated for recordings at :data:`REFERENCE_RATE_HZ` and scaled to the rate the estimator is
+built for, so every rate reaches the classifier at about the same rate (x4 is ~31 Hz, x8
+~16 Hz, both above twice the filter's 8 Hz edge).  See docs/model.md for the
 comparison that chose the default.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.linear_model import RidgeClassifierCV
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
+from sklearn.feature_selection import SelectKBest, f_classif
+from sklearn.linear_model import LogisticRegression, RidgeClassifierCV
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -63,13 +69,39 @@ class ScoredRidgeClassifierCV(RidgeClassifierCV):
         return e / e.sum(axis=1, keepdims=True)
 
 
-def _ridge() -> Pipeline:
-    return make_pipeline(StandardScaler(), ScoredRidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
+def _ridge(select: int | None = None) -> Pipeline:
+    """Standardise, optionally keep the ``select`` features of highest ANOVA F, then the ridge.
+
+    Selecting features fitted on the training split only (inside the pipeline) shrinks the
+    ridge and its cross-validation; the kernels' transform, the bulk of inference, is unchanged.
+    """
+    steps: list[Any] = [StandardScaler()]
+    if select:
+        steps.append(SelectKBest(f_classif, k=select))
+    steps.append(ScoredRidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
+    return make_pipeline(*steps)
+
+
+#: the sampling rate a kind's down-sampling factor is stated for
+REFERENCE_RATE_HZ = 125.0
+
+
+def downsample_factor(factor_at_reference: int, sampling_rate_hz: float | None) -> int:
+    """The factor that brings ``sampling_rate_hz`` to the rate ``factor_at_reference`` gives at 125 Hz.
+
+    A factor of 1 means "no down-sampling" at every rate; ``None`` (rate unknown) keeps the factor.
+    """
+    if factor_at_reference <= 1 or sampling_rate_hz is None:
+        return int(factor_at_reference)
+    return max(1, int(round(factor_at_reference * sampling_rate_hz / REFERENCE_RATE_HZ)))
 
 
 @dataclass(frozen=True)
 class Kind:
-    """One trainable configuration: its family, a factory and a one-line description."""
+    """One trainable configuration: its family, a factory and a one-line description.
+
+    ``downsample`` is the factor at :data:`REFERENCE_RATE_HZ` (see :func:`downsample_factor`).
+    """
 
     family: str
     downsample: int
@@ -118,6 +150,32 @@ def _weasel2(seed: int, n_jobs: int) -> Any:
     return WEASEL_V2(random_state=seed, n_jobs=n_jobs)
 
 
+#: the convolution families searched by training/compare.py (Hydra needs torch, which is not installed)
+CONVOLUTION_FAMILIES = ("minirocket", "multirocket")
+
+
+def convolution_kind(family: str, n_kernels: int, downsample: int, select: int | None = None) -> Kind:
+    """A MiniRocket or MultiRocket configuration: kernel count, down-sampling, optional feature selection."""
+    if family not in CONVOLUTION_FAMILIES:
+        raise ValueError(f"unknown convolution family {family!r}; choose one of {CONVOLUTION_FAMILIES}")
+
+    def build(seed: int, n_jobs: int) -> Any:
+        from aeon.classification.convolution_based import MiniRocketClassifier, MultiRocketClassifier
+
+        cls = MiniRocketClassifier if family == "minirocket" else MultiRocketClassifier
+        return cls(n_kernels=n_kernels, estimator=_ridge(select), random_state=seed, n_jobs=n_jobs)
+
+    label = "MiniRocket" if family == "minirocket" else "MultiRocket"
+    selected = f", best {select:,} features by ANOVA F" if select else ""
+    return Kind("convolution", downsample, build,
+                f"{label}: {n_kernels:,} kernels{selected}, ridge (input downsampled x{downsample})")
+
+
+def convolution_kind_name(family: str, n_kernels: int, downsample: int, select: int | None = None) -> str:
+    """The name :func:`convolution_kind`'s configuration goes by, e.g. ``minirocket-1000-ds8-sel500``."""
+    return f"{family}-{n_kernels}-ds{downsample}" + (f"-sel{select}" if select else "")
+
+
 MODEL_KINDS: dict[str, Kind] = {
     "shapelet-seed": Kind("shapelet", 1, _shapelet_seed,
                           "the seed's ShapeletTransformClassifier: 32 sampled shapelets up to 128 samples, ridge"),
@@ -133,23 +191,130 @@ MODEL_KINDS: dict[str, Kind] = {
 }
 
 
-def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1) -> Pipeline:
+_CONVOLUTION_NAME = re.compile(r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-sel(\d+))?$")
+
+
+def resolve_kind(kind: str) -> Kind:
+    """A named kind of :data:`MODEL_KINDS`, or a searched convolution configuration by its
+    :func:`convolution_kind_name` (so any row of the comparison can be trained by name)."""
+    if kind in MODEL_KINDS:
+        return MODEL_KINDS[kind]
+    m = _CONVOLUTION_NAME.match(kind)
+    if m and int(m.group(2)) > 0 and int(m.group(3)) > 0:
+        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)) if m.group(4) else None)
+    raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_KINDS))} "
+                     "or FAMILY-KERNELS-dsFACTOR[-selK] with FAMILY minirocket or multirocket")
+
+
+def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz: float | None = None) -> Pipeline:
     """A fresh, unfitted estimator of ``kind``: ``[Downsample] -> aeon classifier``.
 
-    The result is an sklearn Pipeline, so ``classes_``, ``predict_proba`` and joblib
-    persistence behave the same for every kind.
+    ``sampling_rate_hz`` is the rate of the recordings it will see (the card's); the kind's
+    down-sampling factor is scaled to it.  The result is an sklearn Pipeline, so ``classes_``,
+    ``predict_proba`` and joblib persistence behave the same for every kind.
     """
-    try:
-        spec = MODEL_KINDS[kind]
-    except KeyError:
-        raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_KINDS))}") from None
-    return Pipeline([("downsample", Downsample(spec.downsample)), ("classifier", spec.build(seed, n_jobs))])
+    spec = resolve_kind(kind)
+    factor = downsample_factor(spec.downsample, sampling_rate_hz)
+    return Pipeline([("downsample", Downsample(factor)), ("classifier", spec.build(seed, n_jobs))])
+
+
+def threshold_for_sensitivity(mi_probability: np.ndarray, is_mi: np.ndarray, target: float) -> float:
+    """The highest threshold at which predicting MI for ``p >= threshold`` reaches ``target`` sensitivity."""
+    positives = np.sort(np.asarray(mi_probability, dtype=float)[np.asarray(is_mi, dtype=bool)])
+    if positives.size == 0:
+        raise ValueError("choosing a threshold needs MI recordings")
+    # at most floor((1 - target) * n) MI recordings may fall below the threshold
+    missed = int(np.floor((1.0 - target) * positives.size + 1e-9))
+    return float(positives[missed])
+
+
+class OperatingPoint(ClassifierMixin, BaseEstimator):
+    """A classifier whose MI score is a calibrated probability and whose decision is a threshold on it.
+
+    ``fit`` scores every training recording with a copy of ``estimator`` fitted on the
+    other ``folds - 1`` folds (out-of-fold, i.e. held-out scores), fits Platt scaling (a
+    logistic regression on the score's log-odds) to those scores, chooses ``threshold_`` on
+    the calibrated held-out probabilities as the highest one reaching ``target_sensitivity``,
+    and finally fits ``estimator`` on all the data.  This is what sklearn's
+    ``CalibratedClassifierCV(method="sigmoid", ensemble=False)`` does, with the held-out
+    probabilities kept so that the threshold is chosen on validation data too.  Inference
+    costs one estimator plus a scalar logistic function.
+
+    ``predict_proba`` returns the calibrated probabilities (argmax = a 0.5 threshold);
+    ``predict`` applies ``threshold_``.  ``validation_`` holds the held-out Brier score,
+    calibration error, sensitivity and specificity at the threshold.
+    """
+
+    def __init__(self, estimator: Any = None, target_sensitivity: float = 0.95, folds: int = 5,
+                 positive: str = "MI", random_state: int = 0) -> None:
+        self.estimator = estimator
+        self.target_sensitivity = target_sensitivity
+        self.folds = folds
+        self.positive = positive
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: Any) -> "OperatingPoint":  # noqa: N803
+        from .metrics import calibration_metrics
+
+        labels = np.asarray(y, dtype=object)
+        is_mi = labels == self.positive
+        folds = int(min(self.folds, is_mi.sum(), (~is_mi).sum()))
+        if folds < 2 or not 0.0 < self.target_sensitivity <= 1.0:
+            raise ValueError(f"need >= 2 recordings of each class and 0 < target_sensitivity <= 1 "
+                             f"(folds {folds}, target {self.target_sensitivity})")
+        held_out = np.empty(len(labels))
+        for train_idx, test_idx in StratifiedKFold(folds, shuffle=True,
+                                                   random_state=self.random_state).split(X, labels):
+            fold_model = clone(self.estimator).fit(X[train_idx], labels[train_idx])
+            held_out[test_idx] = self._score(fold_model, X[test_idx])
+        self.calibrator_ = LogisticRegression(C=1e4).fit(_log_odds(held_out), is_mi)
+        calibrated = self.calibrator_.predict_proba(_log_odds(held_out))[:, 1]
+        self.threshold_ = threshold_for_sensitivity(calibrated, is_mi, self.target_sensitivity)
+        predicted = calibrated >= self.threshold_
+        self.validation_ = {
+            "folds": folds,
+            **calibration_metrics(is_mi, calibrated),
+            "sensitivity_mi": float(predicted[is_mi].mean()),
+            "specificity": float((~predicted[~is_mi]).mean()),
+        }
+        self.estimator_ = clone(self.estimator).fit(X, labels)
+        self.classes_ = np.asarray(self.estimator_.classes_, dtype=object)
+        return self
+
+    def _score(self, model: Any, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        classes = [str(c) for c in model.classes_]
+        return np.asarray(model.predict_proba(X))[:, classes.index(self.positive)]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        p = self.calibrator_.predict_proba(_log_odds(self._score(self.estimator_, X)))[:, 1]
+        return np.column_stack([p if str(c) == self.positive else 1.0 - p for c in self.classes_])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        p = self.predict_proba(X)[:, [str(c) for c in self.classes_].index(self.positive)]
+        negative = next(c for c in self.classes_ if str(c) != self.positive)
+        return np.where(p >= self.threshold_, self.positive, negative).astype(object)
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))[:, np.newaxis]
 
 
 def describe_estimator(estimator: Any) -> dict[str, Any]:
     """Plain-JSON description of a (fitted or not) estimator for the model card."""
     if isinstance(estimator, Pipeline):
         return {name: describe_estimator(step) for name, step in estimator.steps}
+    if isinstance(estimator, OperatingPoint):
+        fitted = hasattr(estimator, "threshold_")
+        return {
+            "class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+            "calibration": "Platt scaling fitted on out-of-fold scores",
+            "target_sensitivity": estimator.target_sensitivity,
+            "folds": estimator.folds,
+            "threshold": estimator.threshold_ if fitted else None,
+            "validation": estimator.validation_ if fitted else None,
+            "estimator": describe_estimator(estimator.estimator),
+        }
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     return {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
             **{k: _plain(v) for k, v in params.items()}}

@@ -33,3 +33,23 @@ def classification_metrics(
         "roc_auc": auc,
         "n": n,
     }
+
+
+def calibration_metrics(is_mi: Sequence[bool], mi_probability: Sequence[float], bins: int = 10) -> dict[str, float]:
+    """Brier score and expected calibration error (equal-width bins, weighted by their counts) of an MI probability.
+
+    The calibration error is the count-weighted mean over bins of |mean probability - fraction MI|:
+    0 for a perfectly calibrated score; a score that is right but overconfident or timid shows here,
+    not in ROC AUC.
+    """
+    truth = np.asarray(is_mi, dtype=float)
+    p = np.clip(np.asarray(mi_probability, dtype=float), 0.0, 1.0)
+    if truth.size == 0:
+        return {"brier": float("nan"), "calibration_error": float("nan")}
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    error = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            error += members.sum() / truth.size * abs(float(p[members].mean()) - float(truth[members].mean()))
+    return {"brier": float(np.mean((p - truth) ** 2)), "calibration_error": float(error)}

@@ -158,6 +158,9 @@ def decode_recording(data: bytes) -> Recording:
     (_, _, label, _, shard, id_len, rate, produced, filtered, n) = _RECORDING.unpack_from(data)
     if id_len == 0:
         raise DecodeError("missing_field", "empty record id")
+    if id_len > MAX_RECORD_ID_BYTES:
+        # the header holds up to 65,535 bytes, but no stage could write such a record on (found by the fuzzer)
+        raise DecodeError("bad_record_id", f"record id of {id_len} bytes, more than {MAX_RECORD_ID_BYTES}")
     if n > MAX_SAMPLES:
         raise DecodeError("oversized", f"{n} samples exceeds the limit of {MAX_SAMPLES}")
     expected = _RECORDING.size + id_len + 4 * n

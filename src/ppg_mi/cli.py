@@ -302,6 +302,51 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         return exc.exit_code
 
 
+def cmd_bench_scaling(args: argparse.Namespace) -> int:
+    from .bench.scaling_study import main as scaling_main
+
+    return scaling_main(args)
+
+
+def _bench_scaling_parser(bench: argparse.ArgumentParser) -> None:
+    """``ppg-mi bench scaling``: its arguments here, so that building the parser imports nothing heavy."""
+    s = bench.add_subparsers(dest="bench_action", metavar="{scaling}").add_parser(
+        "scaling", help="simulate KEDA + the HPA scaling filter and classifier on lag; search the chart values",
+        description="Simulate, second by second and without Kafka or a cluster, KEDA's kafka scaler and the HPA "
+                    "driving the filter and classifier replicas of helm/ppg-mi on an arrival ramp of patients: the "
+                    "scaler's metric (total lag, commit markers included, capped at partitions x lagThreshold), "
+                    "activation, the HPA's ceil(lag / lagThreshold) with its 10 % tolerance, 15 s syncs, "
+                    "stabilisation windows and rate policies, pod start-up, partition rebalances, maxReplicas <= "
+                    "partitions. Searches partitions, both lagThresholds and the scale-down window for the cheapest "
+                    "values (replica-seconds) keeping the delay under the bound, and checks the chart's defaults.",
+        epilog="Per-replica rates and in-stage times come from --performance-json (written by `ppg-mi bench`) when it "
+               "has them, else from the figures of docs/performance.md and issue #20 (the command prints which). "
+               "Writes PNG plots to --out-dir, the figures to --out-json and its own section of --out-md (between "
+               "marker comments; the rest of the file is kept). About a minute; --quick searches a smaller grid. "
+               "Example: ppg-mi bench scaling --patients 50000 --delay-bound 10",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    s.set_defaults(func=cmd_bench_scaling)
+    s.add_argument("--patients", type=int, default=100_000, help="patients at the peak")
+    s.add_argument("--window", type=float, default=20.0, help="seconds between two recordings of a patient")
+    s.add_argument("--ramp-up", type=int, default=300, help="seconds over which the patients join")
+    s.add_argument("--hold", type=int, default=600, help="seconds all of them stay")
+    s.add_argument("--ramp-down", type=int, default=300, help="seconds over which they leave")
+    s.add_argument("--delay-bound", type=float, default=5.0, help="bound on produced -> predicted, seconds")
+    s.add_argument("--quantile", type=float, default=0.99, help="quantile of the delay held to the bound")
+    s.add_argument("--filter-rate", type=float, help="records/s of one filter replica (default: measured)")
+    s.add_argument("--classifier-rate", type=float, help="records/s of one classifier replica (default: measured)")
+    s.add_argument("--filter-startup", type=int, default=7, help="seconds from pod creation to consuming (measured)")
+    s.add_argument("--classifier-startup", type=int, default=22,
+                   help="seconds from pod creation to consuming: model load and numba compile (measured)")
+    s.add_argument("--rebalance", type=int, default=3, help="seconds a partition that changes owner is idle")
+    s.add_argument("--performance-json", default="docs/performance.json", help="the bench's report")
+    s.add_argument("--chart", default="helm/ppg-mi", help="chart whose shipped values are checked")
+    s.add_argument("--out-dir", default="docs/img", help="directory of the plots")
+    s.add_argument("--out-json", default="docs/scaling.json", help="the figures as JSON")
+    s.add_argument("--out-md", default="docs/performance.md", help="Markdown file whose scaling section is rewritten")
+    s.add_argument("--quick", action="store_true", help="a smaller grid")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ppg-mi",
@@ -431,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-json", default="docs/performance.json", help="JSON report path")
     p.add_argument("--out-md", default="docs/performance.md", help="Markdown report path")
     p.add_argument("--models", help="serve this model store's current model instead of training one")
+    _bench_scaling_parser(p)
 
     p = add("demo", cmd_demo, "Start Kafka, train a model if none, run every stage and the dashboard.")
     p.add_argument("--records", type=int, default=2000, help="synthetic recordings to stream")

@@ -160,13 +160,30 @@ def test_sigint_exits_0(settings: Settings, tmp_path: Path) -> None:
         stop_all(filt)
 
 
+#: log lines of the loop's recovery from a failed transactional call (loop.py)
+RECOVERY_LINES = ('"transaction failed; aborting and rewinding"',
+                  '"transactional call stuck beyond its timeout; replacing the producer"',
+                  '"producer failed fatally; replacing the producer"')
+
+
+def failed_transactions(service: ServiceProcess) -> float:
+    return sum(service.metric("ppg_mi_transactions_total", outcome=o) for o in ("aborted", "stuck"))
+
+
 def test_broker_restart_mid_stream_services_recover(settings: Settings, tmp_path: Path) -> None:
-    """The same processes carry on after the broker comes back: no supervisor restarts them."""
+    """The same processes carry on after the broker comes back: no supervisor restarts them.
+
+    The broker stops while the filter holds a transaction provably open (its outputs delivered,
+    its offsets not yet sent: the test fault PPG_MI_FAULT_HOLD_TRANSACTION_FILE), and comes back
+    only once the filter's next transactional call has failed: the recovery path runs every time,
+    not only when the restart happens to land on a call (#18 item 12)."""
     broker = own_broker(tmp_path)
+    hold = tmp_path / "hold-transaction"
     try:
         own = settings.replace(kafka_bootstrap_servers=broker.bootstrap)
         ensure_topics(own)
-        filt = start(own, "filter", "filter-b", tmp_path)
+        filt = ServiceProcess(own, "filter", log_dir=tmp_path, name="filter-b",
+                              env={**SERVICE_ENV, "PPG_MI_FAULT_HOLD_TRANSACTION_FILE": str(hold)})
         clf = start(own, "classify", "classifier-b", tmp_path)
         producer = None
         try:
@@ -174,7 +191,18 @@ def test_broker_restart_mid_stream_services_recover(settings: Settings, tmp_path
             clf.wait_ready()
             producer = PacedProducer(own, endless_raw("broker"), rate=30)
             wait_for(lambda: consumed(clf) >= 20, 90, what="the classifier to commit some records")
-            broker.stop()  # the whole cluster goes away mid-stream ...
+            assert failed_transactions(filt) == 0
+            hold.touch()  # the filter holds its next transaction open ...
+            wait_for(lambda: hold.with_name(hold.name + ".held").exists(), 60,
+                     what="the filter to hold a transaction open")
+            broker.stop()  # ... while the whole cluster goes away
+            hold.unlink()  # the filter goes on: send_offsets_to_transaction meets no broker
+
+            def recovery_began() -> bool:
+                log = filt.log_path.read_text(errors="replace")
+                return any(line in log for line in RECOVERY_LINES)
+
+            wait_for(recovery_began, 60, what="the filter's transactional call to fail")
             broker.start()  # ... and comes back on the same storage
             before = {s.name: consumed(s) for s in (filt, clf)}
 
@@ -190,8 +218,10 @@ def test_broker_restart_mid_stream_services_recover(settings: Settings, tmp_path
             assert_exactly_once(own, own.topic_raw, ids)
             assert_exactly_once(own, own.topic_filtered, ids)
             assert_exactly_once(own, own.topic_predictions, ids)
-            replaced = sum(s.log().count("replacing the producer") for s in (filt, clf))
-            print(f"\nbroker restarted mid-stream; {len(ids)} sent; stuck producers replaced in-process: {replaced}")
+            assert failed_transactions(filt) >= 1, "the held transaction failed and was ended (aborted or stuck)"
+            replaced = sum(s.log_path.read_text(errors="replace").count("replacing the producer") for s in (filt, clf))
+            print(f"\nbroker restarted mid-stream; {len(ids)} sent; the filter's failed transactions: "
+                  f"{failed_transactions(filt):.0f}; producers replaced in-process: {replaced}")
         finally:
             if producer is not None:
                 producer.stop()

@@ -729,3 +729,51 @@ def test_no_call_is_made_on_a_transaction_past_its_budget(monkeypatch: pytest.Mo
     last_end = max(end for _, end in producer.call_ends)
     assert last_end - opened <= 0.9 * 20.0 + 1e-6, producer.call_ends
     assert replaced and loop.producer is replaced[0], "past its budget the producer is replaced, not called"
+
+
+# --- a fatal consumer error (seen: a static member fenced by its own stale membership after a broker
+# restart) replaces the consumer instead of leaving the loop polling a dead one while live -------------
+class FatalErrorMessage(FakeMessage):
+    def error(self) -> KafkaError:
+        # as the consumer's poll() delivers it: code _FATAL, yet not flagged fatal()
+        return KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other consumer with "
+                                             "same group.instance.id")
+
+
+def test_a_fatal_consumer_error_replaces_the_consumer(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = _loop({})
+    loop._assigned = set()
+    dead = ScriptedConsumer([("assign", [0]), FakeMessage("in", 0, 3), FatalErrorMessage("in", 0, -1)])
+    dead.closed = False
+
+    def close() -> None:
+        dead.closed = True
+
+    dead.close = close  # type: ignore[attr-defined]
+    fresh = ScriptedConsumer([("assign", [0]), FakeMessage("in", 0, 3)])
+    monkeypatch.setattr(loop, "_new_consumer", lambda: fresh)
+    processed: list[list[InputRecord]] = []
+    monkeypatch.setattr(loop, "_process_batch", lambda batch: processed.append(batch))
+    loop.processor = EchoProcessor()  # type: ignore[assignment]
+    loop.consumer = dead  # type: ignore[assignment]
+    loop._subscribe()
+    loop._turn()
+    assert processed == [], "nothing of the failed consumer's fetch is processed"
+    assert dead.closed and loop.consumer is fresh and loop.consumers_replaced == 1
+    loop._turn()
+    assert [offsets(b) for b in processed] == [[(0, 3)]], "the new consumer's assignment carries on"
+
+
+def test_a_consumer_that_keeps_failing_fatally_ends_the_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ppg_mi.streaming.exceptions import ConsumerFailed
+
+    loop = _loop({})
+    monkeypatch.setattr(loop, "_new_consumer", lambda: ScriptedConsumer([FatalErrorMessage("in", 0, -1)]))
+    loop.processor = EchoProcessor()  # type: ignore[assignment]
+    loop.consumer = ScriptedConsumer([FatalErrorMessage("in", 0, -1)])  # type: ignore[assignment]
+    loop.consumer.close = lambda: None  # type: ignore[attr-defined]
+    for _ in range(loop_module.MAX_FATAL_IN_A_ROW):
+        loop._turn()
+        loop.consumer.close = lambda: None  # type: ignore[attr-defined]
+    with pytest.raises(ConsumerFailed):
+        loop._turn()

@@ -48,3 +48,7 @@ class StuckCall(StreamingError):
 class TransactionExpired(StreamingError):
     """An open transaction used up its share of ``transaction.timeout.ms`` before it committed:
     the loop ends it itself (abort, or a new producer) before the coordinator times it out."""
+
+
+class ConsumerFailed(StreamingError):
+    """The consumer reported a fatal error: it cannot be used any more and must be replaced."""

@@ -55,7 +55,7 @@ from ..config import ConfigError, Settings
 from .bounded import call_with_deadline
 from .clients import transactional_consumer_config, transactional_producer_config
 from .dlq import dead_letter
-from .exceptions import FencedError, ProducerFailed, StuckCall, TransactionExpired
+from .exceptions import ConsumerFailed, FencedError, ProducerFailed, StuckCall, TransactionExpired
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +280,7 @@ class StageLoop:
         #: consumers replaced because the committed offsets to rewind to could not be read
         self.consumers_replaced = 0
         self._fatal_in_a_row = 0  # fatal producer errors since the last commit
+        self._consumer_fatal_in_a_row = 0  # fatal consumer errors since the last commit
         self._assigned: set[tuple[str, int]] = set()
         #: partition → the number of the assignment it is owned under (records are tagged with it)
         self._generation: dict[tuple[str, int], int] = {}
@@ -333,13 +334,24 @@ class StageLoop:
         except ProducerFailed as exc:
             log.error("the producer keeps failing fatally; exiting", extra={"stage": self.role, "error": str(exc)})
             raise
+        except ConsumerFailed as exc:
+            log.error("the consumer keeps failing fatally; exiting", extra={"stage": self.role, "error": str(exc)})
+            raise
         finally:
             self._close()
 
     def _turn(self) -> None:
         """One turn of the loop: a batch fetched, filtered to what this process owns, and processed."""
         self.processor.between_batches()
-        batch = self._from_rewind_points(self._owned(self._fetch()))
+        try:
+            fetched = self._fetch()
+        except ConsumerFailed as exc:
+            self._consumer_fatal_in_a_row += 1
+            if self._consumer_fatal_in_a_row > MAX_FATAL_IN_A_ROW:
+                raise
+            self._replace_consumer("consumer failed fatally; replacing the consumer", str(exc))
+            return
+        batch = self._from_rewind_points(self._owned(fetched))
         if batch:
             self._process_batch(batch)
 
@@ -478,8 +490,10 @@ class StageLoop:
         for m, assignment in messages:
             err = m.error()
             if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
+                if err.fatal() or err.code() == KafkaError._FATAL:
+                    # the consumer is unusable (e.g. a static member fenced by its own stale membership
+                    # after a broker restart): this fetch is dropped and the consumer replaced
+                    raise ConsumerFailed(str(err))
                 if err.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"error": str(err)})
                 continue
@@ -631,6 +645,7 @@ class StageLoop:
         """Count a committed transaction; counted only once committed, so that in = out + dead
         letters holds across aborts."""
         self._fatal_in_a_row = 0
+        self._consumer_fatal_in_a_row = 0
         self._attempts = 0
         self.observer.consumed(len(batch))
         self.observer.produced(sum(isinstance(o, Output) for o in outcomes))
@@ -870,7 +885,8 @@ class StageLoop:
         if committed is None:
             # Never guess: the failed batch's first offsets would redo a batch whose commit went
             # through unseen, and both faults come from the same broker restart (#18 item 2).
-            self._rejoin()
+            self._replace_consumer("committed offsets unavailable; rejoining the group so that the assignment "
+                                   "fetches them", f"no answer within {COMMITTED_WAIT_S:g} s")
             return
         ask_log_start = True  # until the broker fails to answer once: the guard asks again if it must
         for tp in committed:
@@ -892,7 +908,7 @@ class StageLoop:
         log.info("rewound to the committed offsets", extra={
             "stage": self.role, "offsets": {f"{t}[{p}]": point.low for (t, p), point in self._rewound.items()}})
 
-    def _rejoin(self) -> None:
+    def _replace_consumer(self, why: str, error: str) -> None:
         """Give up the assignment: close the consumer and subscribe with a new one.
 
         The new consumer's assignment fetches the committed offsets itself, from a coordinator it
@@ -900,8 +916,7 @@ class StageLoop:
         restart), and fetches nothing before it has them: no record is redone or skipped.  A close
         that does not return in time is left behind; its callbacks no longer touch this loop.
         """
-        log.warning("committed offsets unavailable; rejoining the group so that the assignment fetches them",
-                    extra={"stage": self.role, "waited_s": COMMITTED_WAIT_S})
+        log.error(why, extra={"stage": self.role, "error": error, "replaced": self.consumers_replaced + 1})
         old = self.consumer
         try:
             call_with_deadline(old.close, CALL_TIMEOUT_S, f"{self.role} consumer close")

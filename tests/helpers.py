@@ -257,3 +257,60 @@ def own_broker(tmp_path: Path, heap: str = "320m"):  # noqa: ANN201 - LocalBroke
 def keys_of(settings: Settings, topic: str, expected: int, timeout: float = 90.0) -> list[str]:
     """Keys of ``topic`` read_committed, once at least ``expected`` are there (and the topic is quiet)."""
     return [r.key for r in read_topic(settings, topic, expected, timeout=timeout)]
+
+
+def assert_exactly_once(settings: Settings, topic: str, ids: list[str], timeout: float = 120.0) -> None:
+    """``topic`` (read_committed) holds every id of ``ids`` once and no other key."""
+    from collections import Counter
+
+    got = Counter(keys_of(settings, topic, len(ids), timeout=timeout))
+    missing = set(ids) - set(got)
+    doubled = {k: n for k, n in got.items() if n > 1}
+    extra = set(got) - set(ids)
+    assert not missing and not doubled and not extra, (
+        f"{topic}: {len(missing)} missing {sorted(missing)[:5]}, {len(doubled)} doubled "
+        f"{sorted(doubled.items())[:5]}, {len(extra)} unknown {sorted(extra)[:5]}")
+
+
+class CommittedTail:
+    """Reads ``topic`` read_committed in a background thread, noting when each partition's records arrive.
+
+    What a downstream reader sees: a partition whose records sit behind an open transaction
+    shows nothing until that transaction ends.
+    """
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        import threading
+
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time read, partition)
+        self._consumer = Consumer({**reader_config(settings, f"tail-{time.monotonic_ns()}"),
+                                   "enable.partition.eof": False})
+        md = self._consumer.list_topics(topic, timeout=10)
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
+        self.partitions = len(md.topics[topic].partitions)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for m in self._consumer.consume(500, 0.1):
+                if not m.error():
+                    with self._lock:
+                        self.arrivals.append((time.monotonic(), m.partition()))
+
+    def partitions_since(self, since: float) -> set[int]:
+        """Partitions with a record read after ``since`` (a ``time.monotonic()``)."""
+        with self._lock:
+            return {p for t, p in self.arrivals if t > since}
+
+    def first_since(self, since: float) -> float | None:
+        """When the first record after ``since`` was read, if any."""
+        with self._lock:
+            return next((t for t, _ in self.arrivals if t > since), None)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()

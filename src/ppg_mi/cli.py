@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--bootstrap", help="broker address reachable from here (default: PPG_MI_KAFKA_BOOTSTRAP_SERVERS, "
                                            "else the one the release's pods use)")
 
-    c = csub.add_parser("status", help="the release's Deployments, Jobs, autoscalers, pods, PVCs, lag and models")
+    c = csub.add_parser("status", help="the release's StatefulSets, Deployments, Jobs, autoscalers, pods, PVCs, lag and models")
     cluster_flags(c)
     c.add_argument("--json", action="store_true", help="one JSON object instead of tables")
     c.add_argument("--no-models", action="store_true", help="do not ask each classifier pod its model (pods/exec)")

@@ -79,6 +79,10 @@ class Settings:
         socket.gethostname,
         "Stable name of this process (the pod name in Kubernetes); the transactional id is <role>-<instance_id>.",
     )
+    session_timeout_ms: int = _setting(
+        10000, "Consumer group session timeout: a killed member keeps its partitions this long before the "
+        "group moves them (a clean exit leaves at once). Heartbeats every third of it, at most every 3 s."
+    )
 
     # --- Stream processing ----------------------------------------------------
     batch_max_records: int = _setting(256, "Most records in one transaction (one micro-batch).")
@@ -183,6 +187,9 @@ class Settings:
             )
         if self.batch_max_records < 1:
             raise ConfigError("PPG_MI_BATCH_MAX_RECORDS must be at least 1")
+        if not 6000 <= self.session_timeout_ms <= 300000:
+            # the broker's default group.min/max.session.timeout.ms: outside, every join is refused
+            raise ConfigError(f"PPG_MI_SESSION_TIMEOUT_MS must lie within 6000..300000, got {self.session_timeout_ms}")
         if self.compression not in COMPRESSION_CODECS:
             raise ConfigError(f"PPG_MI_COMPRESSION must be one of {', '.join(COMPRESSION_CODECS)}, got {self.compression!r}")
         if self.log_format not in ("auto", "json", "text"):

@@ -1,6 +1,6 @@
 """The chart's wiring runs: rendered pods started as local processes against the real broker.
 
-Each Deployment's and the producer Job's command, arguments and environment are taken exactly as
+Each workload's (StatefulSets, Deployment, the producer Job) command, arguments and environment are taken exactly as
 ``helm template`` renders them; only the broker address, the volumes (temporary directories) and
 the container ports (free local ports) are mapped. The pipeline must then deliver every produced
 record exactly once, every probe path and metrics port the manifests declare must answer, the
@@ -38,7 +38,8 @@ def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir
     partitions = rendered.create_topics(objects, kafka_bootstrap)
     rendered.warm_group_coordinator(kafka_bootstrap, f"raw-{tag}")
     claims = tmp_path / "claims"
-    deployments = {cl.pod_labels(d)["app.kubernetes.io/component"]: d for d in cl.of_kind(objects, "Deployment")}
+    deployments = {cl.pod_labels(d)["app.kubernetes.io/component"]: d
+                   for d in cl.of_kind(objects, "Deployment") + cl.of_kind(objects, "StatefulSet")}
     # the model PVC holds a trained store, as the training Job leaves it
     models_claim = next(v["persistentVolumeClaim"]["claimName"]
                         for v in deployments["classifier"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "models")
@@ -48,7 +49,7 @@ def test_rendered_pods_run_the_pipeline(kafka_bootstrap: str, trained_models_dir
     try:
         for component in ("filter", "classifier"):
             d = deployments[component]
-            pods.append(LocalPod(d, cl.pod_spec(d), pod_name=f"{d['metadata']['name']}-5d9c7-{component[:2]}0",
+            pods.append(LocalPod(d, cl.pod_spec(d), pod_name=f"{d['metadata']['name']}-0",
                                  bootstrap=kafka_bootstrap, root=tmp_path / component, claims_root=claims))
         for pod in pods:
             wait_for(lambda: pod.alive() and pod.probe_ok("readinessProbe"), 180, what=f"{pod.name} ready")

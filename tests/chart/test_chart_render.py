@@ -145,8 +145,9 @@ def test_expected_objects_per_case(rendered: dict[str, list[dict]]) -> None:
         assert len(cl.of_kind(rendered[auth], "TriggerAuthentication")) == 2, auth
     assert "KafkaUser" not in kinds["defaults"]
     assert "Ingress" in kinds["ingress"] and "Ingress" not in kinds["defaults"]
-    assert sorted(o["metadata"]["name"] for o in cl.of_kind(rendered["minimal"], "Deployment")) == [
+    assert sorted(o["metadata"]["name"] for o in cl.of_kind(rendered["minimal"], "StatefulSet")) == [
         "ppg-ppg-mi-classifier", "ppg-ppg-mi-filter"]
+    assert not cl.of_kind(rendered["minimal"], "Deployment")
     producer = next(j for j in cl.of_kind(rendered["prod"], "Job") if "producer" in j["metadata"]["name"])
     assert producer["spec"]["completionMode"] == "Indexed" and producer["spec"]["completions"] == 8
 
@@ -208,7 +209,7 @@ def test_policy_every_container_is_bounded_probed_and_restricted(name: str, rend
                 assert get["port"] in ports, f"{cwhere}: {probe} names a port the container does not declare"
             if not spec.get("hostNetwork"):
                 assert int(env["PPG_MI_METRICS_PORT"]["value"]) == ports["metrics"], cwhere
-        if obj["kind"] == "Deployment" or (obj["kind"] == "Job" and _component(obj) == "producer"):
+        if obj["kind"] in ("Deployment", "StatefulSet") or (obj["kind"] == "Job" and _component(obj) == "producer"):
             shutdown = max(float(cl.env_map(c).get("PPG_MI_SHUTDOWN_TIMEOUT_S", {}).get("value", 0))
                            for c in spec["containers"])
             assert spec["terminationGracePeriodSeconds"] >= shutdown + 10, where
@@ -224,7 +225,7 @@ def _assert_check_role_reads_only(objects: list[dict], account: str) -> None:
     assert binding["roleRef"]["kind"] == "Role"
     role = cl.by_name(objects, "Role", binding["roleRef"]["name"])
     granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    assert granted == {("apps", "deployments"), ("batch", "jobs"), ("", "pods"), ("", "persistentvolumeclaims"),
+    assert granted == {("apps", "deployments"), ("apps", "statefulsets"), ("batch", "jobs"), ("", "pods"), ("", "persistentvolumeclaims"),
                        ("autoscaling", "horizontalpodautoscalers"), ("keda.sh", "scaledobjects")}
     assert all(rule["verbs"] == ["get", "list"] for rule in role["rules"])
     assert not cl.of_kind(objects, "ClusterRole") and not cl.of_kind(objects, "ClusterRoleBinding")
@@ -257,13 +258,16 @@ def test_policy_scaling_matches_what_the_process_consumes(name: str, rendered: d
     partitions = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in cl.of_kind(objects, "KafkaTopic")}
     values = yaml.safe_load((cl.CHART / "values.yaml").read_text())
     for scaler in cl.of_kind(objects, "ScaledObject") + cl.of_kind(objects, "HorizontalPodAutoscaler"):
-        target = cl.by_name(objects, "Deployment", scaler["spec"]["scaleTargetRef"]["name"])
+        # the stages are StatefulSets (stable pod names: #18 item 7); KEDA and the HPA scale them
+        assert scaler["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+        assert scaler["spec"]["scaleTargetRef"]["apiVersion"] == "apps/v1"
+        target = cl.by_name(objects, "StatefulSet", scaler["spec"]["scaleTargetRef"]["name"])
         container = target["spec"]["template"]["spec"]["containers"][0]
         role = container["args"][0]
         settings = Settings.from_env(resolve_env(container, pod_name="pod-0",
                                                  secrets=clusters[name].resolver(cl.NAMESPACE)))
         n_partitions = partitions.get(getattr(settings, ROLE_INPUT[role]), settings.topic_partitions)
-        assert "replicas" not in target["spec"], "an autoscaled Deployment leaves replicas to the scaler"
+        assert "replicas" not in target["spec"], "an autoscaled StatefulSet leaves replicas to the scaler"
         if scaler["kind"] == "HorizontalPodAutoscaler":
             assert 1 <= scaler["spec"]["minReplicas"] <= scaler["spec"]["maxReplicas"] <= n_partitions
             continue
@@ -326,6 +330,29 @@ def test_policy_kafka_users_are_limited_to_their_service(name: str, rendered: di
         if user["spec"]["authentication"]["type"] == "scram-sha-512":
             assert settings.kafka_sasl_username == user["metadata"]["name"]
         assert user["metadata"]["labels"]["strimzi.io/cluster"] == "ppg-kafka"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_stages_are_statefulsets_whose_pod_name_is_the_instance_id(name: str, rendered: dict[str, list[dict]]) -> None:
+    """A killed stage pod's replacement keeps its name, hence its transactional id: its
+    init_transactions aborts the dead pod's open transaction at once (#18 item 7)."""
+    objects = rendered[name]
+    stages = {_component(o): o for o in cl.of_kind(objects, "StatefulSet")}
+    assert set(stages) == {"filter", "classifier"}, name
+    assert not [o for o in cl.of_kind(objects, "Deployment") if _component(o) in stages], name
+    for component, sts in stages.items():
+        where = f"{name}: {component}"
+        spec = sts["spec"]
+        assert spec["podManagementPolicy"] == "Parallel", where
+        assert spec["updateStrategy"]["type"] == "RollingUpdate", where
+        # the model claim is the one shared volume, not a claim per pod
+        assert "volumeClaimTemplates" not in spec, where
+        container = spec["template"]["spec"]["containers"][0]
+        identity = cl.env_map(container)["PPG_MI_INSTANCE_ID"]
+        assert identity["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name", where
+        pdbs = [p for p in cl.of_kind(objects, "PodDisruptionBudget")
+                if cl.selects(p["spec"]["selector"]["matchLabels"], cl.pod_labels(sts))]
+        assert [p["spec"]["maxUnavailable"] for p in pdbs] in ([1], []), where
 
 
 @pytest.mark.parametrize("name", CASES)

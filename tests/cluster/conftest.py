@@ -108,7 +108,7 @@ def release(k8s_cluster: SingleNodeCluster, node_image: str, crds: None, kafka_b
         rel.first_version = (models / "current").read_text().strip()
         for component in ("filter", "classifier", "dashboard"):
             wait_for(lambda: rel.ready_replicas(component) == 1, 300, interval=2,
-                     what=f"the {component} Deployment Ready by its probes")
+                     what=f"the {component} Ready by its probes")
         wait_for(lambda: rel.job_succeeded(f"{RELEASE}-ppg-mi-producer"), 300, interval=3,
                  what="the producer Job's shards to finish")
     except AssertionError as exc:

@@ -71,21 +71,30 @@ class Release:
     def core(self) -> client.CoreV1Api:
         return self.cluster.core_v1()
 
-    def deployment(self, component: str) -> str:
-        return next(o["metadata"]["name"] for o in cl.of_kind(self.objects, "Deployment")
-                    if cl.pod_labels(o)["app.kubernetes.io/component"] == component)
+    def workload(self, component: str) -> tuple[str, str]:
+        """Kind and name of ``component``'s workload: StatefulSet (filter, classifier) or Deployment (dashboard)."""
+        return next((o["kind"], o["metadata"]["name"]) for o in self.objects
+                    if o["kind"] in ("StatefulSet", "Deployment")
+                    and cl.pod_labels(o)["app.kubernetes.io/component"] == component)
+
+    def workload_name(self, component: str) -> str:
+        return self.workload(component)[1]
 
     def pods(self, component: str) -> list:
         selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
         return self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
 
     def ready_replicas(self, component: str) -> int:
-        status = self.apps.read_namespaced_deployment_status(self.deployment(component), self.namespace).status
-        return status.ready_replicas or 0
+        kind, name = self.workload(component)
+        read = (self.apps.read_namespaced_stateful_set_status if kind == "StatefulSet"
+                else self.apps.read_namespaced_deployment_status)
+        return read(name, self.namespace).status.ready_replicas or 0
 
     def scale(self, component: str, replicas: int) -> None:
-        self.apps.patch_namespaced_deployment_scale(self.deployment(component), self.namespace,
-                                                    {"spec": {"replicas": replicas}})
+        kind, name = self.workload(component)
+        patch = (self.apps.patch_namespaced_stateful_set_scale if kind == "StatefulSet"
+                 else self.apps.patch_namespaced_deployment_scale)
+        patch(name, self.namespace, {"spec": {"replicas": replicas}})
 
     def wait_scaled(self, component: str, replicas: int, timeout: float = 300) -> None:
         def settled() -> bool:

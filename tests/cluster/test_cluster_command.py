@@ -60,7 +60,7 @@ def account_kubeconfig(rel: Release, account: str, tmp_path: Path) -> Path:
 def scaled_object(rel: Release, component: str) -> dict:
     custom = client.CustomObjectsApi(rel.cluster.api_client())
     return custom.get_namespaced_custom_object("keda.sh", "v1alpha1", rel.namespace, "scaledobjects",
-                                               rel.deployment(component))
+                                               rel.workload_name(component))
 
 
 def test_status_json_and_table_match_the_api(release: Release) -> None:
@@ -69,12 +69,15 @@ def test_status_json_and_table_match_the_api(release: Release) -> None:
     got = json.loads(result.stdout)
     apps, core = release.apps, release.core
     selector = f"app.kubernetes.io/instance={RELEASE}"
-    deployments = {d.metadata.name: d for d in apps.list_namespaced_deployment(release.namespace,
-                                                                               label_selector=selector).items}
-    assert {d["name"] for d in got["deployments"]} == set(deployments)
-    for d in got["deployments"]:
-        api = deployments[d["name"]]
-        assert (d["desired"], d["ready"]) == (api.spec.replicas, api.status.ready_replicas or 0), d
+    workloads = {d.metadata.name: ("Deployment", d) for d in apps.list_namespaced_deployment(
+        release.namespace, label_selector=selector).items}
+    workloads.update({s.metadata.name: ("StatefulSet", s) for s in apps.list_namespaced_stateful_set(
+        release.namespace, label_selector=selector).items})
+    assert {d["name"] for d in got["workloads"]} == set(workloads)
+    for d in got["workloads"]:
+        kind, api = workloads[d["name"]]
+        assert (d["kind"], d["desired"], d["ready"]) == (kind, api.spec.replicas, api.status.ready_replicas or 0), d
+        assert kind == ("StatefulSet" if d["component"] in ("filter", "classifier") else "Deployment"), d
         if d["component"] in ("filter", "classifier"):
             assert d["autoscaler"] == "keda" and d["paused_replicas"] is None
             assert isinstance(d["lag"], int) and d["lag"] >= 0, "the broker is reachable: lag is shown"
@@ -93,7 +96,7 @@ def test_status_json_and_table_match_the_api(release: Release) -> None:
     table = ppg_mi(release, *in_release(release, "status"))
     assert table.returncode == 0, table.stderr
     print(table.stdout)
-    for name in deployments:
+    for name in workloads:
         assert re.search(rf"^{re.escape(name)}\s", table.stdout, re.M), table.stdout
     assert release.first_version in table.stdout and "KEDA" in table.stdout
     assert "Traceback" not in table.stderr
@@ -134,8 +137,8 @@ def test_status_errors_are_one_line_with_their_exit_codes(release: Release, tmp_
     result = ppg_mi(release, *in_release(release, "status", "--json", "--bootstrap", dead, "--no-models"))
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
-    assert got["broker"].startswith("unreachable") and all(d["lag"] is None for d in got["deployments"])
-    assert len(got["deployments"]) == 3
+    assert got["broker"].startswith("unreachable") and all(d["lag"] is None for d in got["workloads"])
+    assert len(got["workloads"]) == 3
 
 
 def test_scale_classifier_with_keda_paused_1_3_1_and_resume(release: Release) -> None:
@@ -149,7 +152,7 @@ def test_scale_classifier_with_keda_paused_1_3_1_and_resume(release: Release) ->
     assert release.ready_replicas("classifier") == 3 and len(release.pods("classifier")) == 3
 
     status = json.loads(ppg_mi(release, *in_release(release, "status", "--json")).stdout)
-    classifier = next(d for d in status["deployments"] if d["component"] == "classifier")
+    classifier = next(d for d in status["workloads"] if d["component"] == "classifier")
     assert (classifier["desired"], classifier["ready"], classifier["paused_replicas"]) == (3, 3, 3)
     assert {p["model"] for p in status["pods"] if p["component"] == "classifier"} == {release.first_version}
 
@@ -208,7 +211,7 @@ def test_scale_classifier_with_keda_off_1_3_1(release: Release) -> None:
         assert "HorizontalPodAutoscaler" in result.stdout and "owns" in result.stdout
         assert release.ready_replicas("classifier") == replicas
     status = json.loads(ppg_mi(release, *in_release(release, "status", "--json", "--no-models")).stdout)
-    classifier = next(d for d in status["deployments"] if d["component"] == "classifier")
+    classifier = next(d for d in status["workloads"] if d["component"] == "classifier")
     assert classifier["autoscaler"] == "hpa" and classifier["desired"] == 1
     # outside the HPA's range (minReplicas 1) the HPA would undo it at once: refused, nothing changed
     refused = ppg_mi(release, *in_release(release, "scale", "classifier", "0"))

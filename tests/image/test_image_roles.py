@@ -1,6 +1,6 @@
 """Every role of the chart, run from the project image the way the rendered chart runs it.
 
-The training Job writes the model onto the claim, the filter and classifier Deployments take the
+The training Job writes the model onto the claim, the filter and classifier StatefulSets take the
 producer Job's recordings to ``ppg.predictions`` exactly once, the dashboard serves its page and
 probes, and SIGTERM ends each container with status 0: all under the chart's user, read-only root
 filesystem, dropped capabilities and volume mounts, against the tests' broker on the host network.
@@ -41,7 +41,7 @@ def _values(tag: str, seed: int, records: int, **overrides: dict) -> dict:
 
 
 def _component(objects: list[dict], component: str) -> dict:
-    (obj,) = [o for o in objects if o["kind"] in ("Deployment", "Job")
+    (obj,) = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Job")
               and cl.pod_labels(o)["app.kubernetes.io/component"] == component]
     return obj
 

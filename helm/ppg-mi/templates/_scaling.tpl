@@ -1,4 +1,4 @@
-{{/* Autoscaling objects shared by the consuming stages.
+{{/* Autoscaling objects shared by the consuming stages (StatefulSets, through their scale subresource).
      Call with (dict "root" $ "component" "filter" "values" .Values.filter "topic" <input topic>). */}}
 
 {{- define "ppg-mi.scaledObject" -}}
@@ -14,7 +14,7 @@ metadata:
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
-    kind: Deployment
+    kind: StatefulSet
     name: {{ include "ppg-mi.componentName" (list $ .component) }}
   pollingInterval: {{ $.Values.keda.pollingInterval }}
   cooldownPeriod: {{ $.Values.keda.cooldownPeriod }}
@@ -101,7 +101,7 @@ metadata:
 spec:
   scaleTargetRef:
     apiVersion: apps/v1
-    kind: Deployment
+    kind: StatefulSet
     name: {{ include "ppg-mi.componentName" (list $ .component) }}
   minReplicas: {{ $a.minReplicas }}
   maxReplicas: {{ $a.maxReplicas }}

@@ -140,39 +140,59 @@ def connect(kubeconfig: str | None = None, context: str | None = None, namespace
     return Cluster(client.ApiClient(cfg), ns, chosen)
 
 
-def find_deployment(cluster: Cluster, release: str, component: str) -> Any:
-    """The release's Deployment of ``component`` (filter, classifier, dashboard).
+@dataclass
+class WorkloadRef:
+    """A Deployment (the dashboard) or StatefulSet (filter, classifier) of the release, with its kind."""
+
+    kind: str
+    obj: Any
+
+    @property
+    def name(self) -> str:
+        return self.obj.metadata.name
+
+
+def list_workloads(cluster: Cluster, selector: str) -> list[WorkloadRef]:
+    """The Deployments and StatefulSets matching ``selector`` in the namespace, by name."""
+    ns = cluster.namespace
+    found = [WorkloadRef("Deployment", d) for d in cluster.call(
+        "list deployments", cluster.apps.list_namespaced_deployment, ns, label_selector=selector).items]
+    found += [WorkloadRef("StatefulSet", s) for s in cluster.call(
+        "list statefulsets", cluster.apps.list_namespaced_stateful_set, ns, label_selector=selector).items]
+    return sorted(found, key=lambda w: w.name)
+
+
+def find_workload(cluster: Cluster, release: str, component: str) -> WorkloadRef:
+    """The release's workload of ``component``: the filter's or classifier's StatefulSet, the dashboard's Deployment.
 
     Raises
     ------
     ClusterCommandError
         exit 4 when neither the release nor the component exists in the namespace.
     """
-    found = cluster.call("list deployments", cluster.apps.list_namespaced_deployment, cluster.namespace,
-                         label_selector=release_selector(release, component)).items
+    found = list_workloads(cluster, release_selector(release, component))
     if found:
         return found[0]
     require_release(cluster, release)
-    raise ClusterCommandError(f"release {release} in namespace {cluster.namespace} has no {component} Deployment",
-                              NOT_FOUND)
+    raise ClusterCommandError(f"release {release} in namespace {cluster.namespace} has no {component} "
+                              "StatefulSet or Deployment", NOT_FOUND)
 
 
 def require_release(cluster: Cluster, release: str) -> None:
-    """Raise exit 4 when no Deployment or Job of the release exists in the namespace."""
+    """Raise exit 4 when no Deployment, StatefulSet or Job of the release exists in the namespace."""
     selector = release_selector(release)
-    if cluster.call("list deployments", cluster.apps.list_namespaced_deployment, cluster.namespace,
-                    label_selector=selector).items:
+    if list_workloads(cluster, selector):
         return
     if cluster.call("list jobs", cluster.batch.list_namespaced_job, cluster.namespace, label_selector=selector).items:
         return
     raise ClusterCommandError(
         f"release {release} not found in namespace {cluster.namespace} (context {cluster.context}): "
-        "no Deployment or Job labelled app.kubernetes.io/instance=" + release
+        "no Deployment, StatefulSet or Job labelled app.kubernetes.io/instance=" + release
         + "; pass --release/--namespace (helm list -A shows them)", NOT_FOUND)
 
 
-def container_env(deployment: Any, container: str | None = None) -> dict[str, str]:
-    """Literal ``env`` values of the Deployment's (first, or named) container; valueFrom entries are skipped."""
-    containers = deployment.spec.template.spec.containers
+def container_env(workload: Any, container: str | None = None) -> dict[str, str]:
+    """Literal ``env`` values of the workload's (first, or named) container; valueFrom entries are skipped."""
+    containers = workload.spec.template.spec.containers
     chosen = next((c for c in containers if container is None or c.name == container), containers[0])
     return {e.name: e.value for e in chosen.env or [] if e.value is not None}

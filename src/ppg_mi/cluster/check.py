@@ -1,11 +1,11 @@
 """``ppg-mi cluster check``: is the release really working? (the chart's ``helm test`` pod runs it)
 
-1. Its objects are ready: every Deployment has its desired replicas ready, no Job failed, every
+1. Its objects are ready: every StatefulSet and Deployment has its desired replicas ready, no Job failed, every
    PersistentVolumeClaim is Bound.
 2. A canary recording sent to the raw topic comes back as a prediction, read ``read_committed``,
    within the deadline (``--no-canary`` skips it).
 
-Reads only: get/list on Deployments, Jobs, Pods, PVCs, ScaledObjects and HPAs in the release's
+Reads only: get/list on StatefulSets, Deployments, Jobs, Pods, PVCs, ScaledObjects and HPAs in the release's
 namespace (the test pod's Role), and the broker. It never needs ``pods/exec``.
 """
 
@@ -31,17 +31,17 @@ class CheckResult:
 def object_problems(status: ReleaseStatus) -> list[str]:
     """What is not ready in a collected status (pure)."""
     problems = []
-    for w in status.deployments:
+    for w in status.workloads:
         if w.ready < w.desired:
-            problems.append(f"Deployment {w.name}: {w.ready}/{w.desired} replicas ready")
+            problems.append(f"{w.kind} {w.name}: {w.ready}/{w.desired} replicas ready")
     for j in status.jobs:
         if j.state == "Failed":
             problems.append(f"Job {j.name} failed ({j.failed} failed pods)")
     for c in status.claims:
         if c.phase != "Bound":
             problems.append(f"PersistentVolumeClaim {c.name} is {c.phase}")
-    if not status.deployments:
-        problems.append("the release has no Deployment")
+    if not status.workloads:
+        problems.append("the release has no Deployment or StatefulSet")
     return problems
 
 
@@ -59,15 +59,16 @@ def run_check(cluster: Cluster, release: str, canary: bool = True, deadline_s: f
         progress("waiting: " + "; ".join(problems))
         time.sleep(3)
     result = CheckResult(True)
-    result.lines.append(f"objects: {len(status.deployments)} Deployments, {len(status.jobs)} Jobs, "
+    kinds = ", ".join(f"{sum(w.kind == k for w in status.workloads)} {k}s" for k in ("StatefulSet", "Deployment"))
+    result.lines.append(f"objects: {kinds}, {len(status.jobs)} Jobs, "
                         f"{len(status.claims)} PVCs, {len(status.autoscalers)} autoscalers"
                         + ("" if problems else ": ready"))
     result.problems.extend(problems)
     if canary:
         env: dict[str, str] = {}
-        from .api import container_env, find_deployment
+        from .api import container_env, find_workload
         for component in ("filter", "classifier"):
-            env.update(container_env(find_deployment(cluster, release, component)))
+            env.update(container_env(find_workload(cluster, release, component).obj))
         settings = kafka.release_settings(env, bootstrap)
         try:
             found = kafka.send_canary(settings, max(deadline_s - (time.monotonic() - started), 30.0), progress)

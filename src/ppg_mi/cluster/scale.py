@@ -4,7 +4,7 @@ How the count is set
 --------------------
 KEDA ScaledObject
     The annotation ``autoscaling.keda.sh/paused-replicas: N`` on the ScaledObject, which makes KEDA
-    hold the Deployment at N (it removes its HPA and stops scaling), **and** the Deployment's scale
+    hold the StatefulSet at N (it removes its HPA and stops scaling), **and** the StatefulSet's scale
     subresource set to N. KEDA applies the annotation asynchronously, on its next reconcile, and
     only where its operator runs; setting the count as well makes the result the same at once and
     everywhere, and cannot conflict (KEDA would set the same N). ``--resume`` removes the
@@ -18,7 +18,10 @@ No autoscaler
 
 N is refused above the input topic's partition count (consumers beyond it sit idle). The count
 comes from the broker; when it does not answer, from the release's KafkaTopic of the topic, then
-from the Deployment's ``PPG_MI_TOPIC_PARTITIONS``.
+from the StatefulSet's ``PPG_MI_TOPIC_PARTITIONS``.
+
+The stages are StatefulSets (a replaced pod keeps its name, so its transactional id): a
+scale-down removes the highest ordinals, whose processes leave the group on SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import broker as kafka
-from .api import STRIMZI_TOPICS, Cluster, container_env, find_deployment, release_selector
+from .api import STRIMZI_TOPICS, Cluster, container_env, find_workload, release_selector
 from .errors import REFUSED, TIMEOUT, ClusterCommandError
 from .status import PAUSED, Autoscaler, autoscalers_of
 
@@ -48,12 +51,13 @@ class Partitions:
 class ScalePlan:
     """What ``scale`` will do, decided before anything changes (pure; see :func:`plan`)."""
 
-    deployment: str
+    deployment: str  # the workload's name
     replicas: int | None
     pause: str | None = None  # ScaledObject to annotate
     resume: str | None = None  # ScaledObject to un-annotate
     patch_scale: bool = True
     notes: list[str] = field(default_factory=list)
+    kind: str = "StatefulSet"  # or Deployment (a release of an earlier chart)
 
 
 def plan(component: str, deployment: str, replicas: int | None, resume: bool, partitions: Partitions | None,
@@ -65,7 +69,7 @@ def plan(component: str, deployment: str, replicas: int | None, resume: bool, pa
     component
         ``filter`` or ``classifier``.
     deployment
-        Name of its Deployment.
+        Name of its StatefulSet (or Deployment).
     replicas
         The wanted count; None only with ``resume``.
     resume
@@ -73,7 +77,7 @@ def plan(component: str, deployment: str, replicas: int | None, resume: bool, pa
     partitions
         The input topic's partitions (None: not needed, i.e. only ``resume``).
     autoscaler
-        The ScaledObject or HPA targeting the Deployment, if any.
+        The ScaledObject or HPA targeting it, if any.
     """
     if replicas is None and not resume:
         raise ClusterCommandError("scale needs a replica count (or --resume)", REFUSED)
@@ -108,10 +112,10 @@ def plan(component: str, deployment: str, replicas: int | None, resume: bool, pa
     return result
 
 
-def input_partitions(cluster: Cluster, release: str, component: str, deployment: Any,
+def input_partitions(cluster: Cluster, release: str, component: str, workload: Any,
                      bootstrap: str | None = None) -> Partitions:
-    """The input topic's partitions: from the broker, else the release's KafkaTopic, else the Deployment's env."""
-    env = container_env(deployment)
+    """The input topic's partitions: from the broker, else the release's KafkaTopic, else the workload's env."""
+    env = container_env(workload)
     settings = kafka.release_settings(env, bootstrap)
     topic = getattr(settings, INPUT_TOPIC[component][7:].lower())
     try:
@@ -126,7 +130,7 @@ def input_partitions(cluster: Cluster, release: str, component: str, deployment:
         if t.get("spec", {}).get("topicName", t["metadata"]["name"]) == topic and t["spec"].get("partitions"):
             return Partitions(topic, int(t["spec"]["partitions"]), f"KafkaTopic {t['metadata']['name']}; broker unreachable")
     return Partitions(topic, settings.topic_partitions,
-                      "PPG_MI_TOPIC_PARTITIONS of the Deployment; broker unreachable")
+                      "PPG_MI_TOPIC_PARTITIONS of the workload; broker unreachable")
 
 
 def apply(cluster: Cluster, p: ScalePlan) -> None:
@@ -139,8 +143,10 @@ def apply(cluster: Cluster, p: ScalePlan) -> None:
                      group, version, ns, plural, p.pause or p.resume,
                      {"metadata": {"annotations": {PAUSED: value}}})
     if p.patch_scale:
-        cluster.call(f"patch deployments/scale of {p.deployment}", cluster.apps.patch_namespaced_deployment_scale,
-                     p.deployment, ns, {"spec": {"replicas": p.replicas}})
+        patch = (cluster.apps.patch_namespaced_stateful_set_scale if p.kind == "StatefulSet"
+                 else cluster.apps.patch_namespaced_deployment_scale)
+        cluster.call(f"patch {p.kind.lower()}s/scale of {p.deployment}", patch, p.deployment, ns,
+                     {"spec": {"replicas": p.replicas}})
 
 
 def progress_line(component: str, wanted: int, ready: int, pods: int, elapsed: float) -> str:
@@ -149,8 +155,8 @@ def progress_line(component: str, wanted: int, ready: int, pods: int, elapsed: f
 
 
 def wait_ready(cluster: Cluster, release: str, component: str, deployment: str, replicas: int, timeout: float,
-               progress: Callable[[str], None], interval: float = 2.0) -> float:
-    """Wait until the Deployment has exactly ``replicas`` ready pods and no others; returns the seconds taken.
+               progress: Callable[[str], None], interval: float = 2.0, kind: str = "StatefulSet") -> float:
+    """Wait until the workload has exactly ``replicas`` ready pods and no others; returns the seconds taken.
 
     Raises
     ------
@@ -159,7 +165,9 @@ def wait_ready(cluster: Cluster, release: str, component: str, deployment: str, 
     """
     started = time.monotonic()
     while True:
-        d = cluster.call("read deployment", cluster.apps.read_namespaced_deployment_status, deployment, cluster.namespace)
+        read = (cluster.apps.read_namespaced_stateful_set_status if kind == "StatefulSet"
+                else cluster.apps.read_namespaced_deployment_status)
+        d = cluster.call(f"read {kind.lower()}", read, deployment, cluster.namespace)
         pods = cluster.call("list pods", cluster.core.list_namespaced_pod, cluster.namespace,
                             label_selector=release_selector(release, component)).items
         alive = [p for p in pods if p.metadata.deletion_timestamp is None]
@@ -179,13 +187,14 @@ def scale(cluster: Cluster, release: str, component: str, replicas: int | None, 
           wait: bool = True, timeout: float = 300.0, bootstrap: str | None = None,
           progress: Callable[[str], None] = lambda line: None) -> ScalePlan:
     """Plan, apply and (unless ``wait`` is false) wait. Returns the plan carried out."""
-    deployment = find_deployment(cluster, release, component)
-    partitions = input_partitions(cluster, release, component, deployment, bootstrap) if replicas is not None else None
-    scaler = next((a for a in autoscalers_of(cluster, release) if a.target == deployment.metadata.name), None)
-    p = plan(component, deployment.metadata.name, replicas, resume, partitions, scaler)
+    workload = find_workload(cluster, release, component)
+    partitions = input_partitions(cluster, release, component, workload.obj, bootstrap) if replicas is not None else None
+    scaler = next((a for a in autoscalers_of(cluster, release) if a.target == workload.name), None)
+    p = plan(component, workload.name, replicas, resume, partitions, scaler)
+    p.kind = workload.kind
     if partitions is not None:
         p.notes.insert(0, f"{partitions.topic}: {partitions.count} partitions ({partitions.source})")
     apply(cluster, p)
     if wait and p.replicas is not None:
-        wait_ready(cluster, release, component, p.deployment, p.replicas, timeout, progress)
+        wait_ready(cluster, release, component, p.deployment, p.replicas, timeout, progress, kind=p.kind)
     return p

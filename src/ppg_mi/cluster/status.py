@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from . import broker as kafka
-from .api import KEDA, Cluster, container_env, release_selector, require_release
+from .api import KEDA, Cluster, container_env, list_workloads, release_selector, require_release
 
 PAUSED = "autoscaling.keda.sh/paused-replicas"
 MODEL_RE = re.compile(r'"detail":\s*"([^"]+?) loaded and warm"')
-# consuming stage → (group setting, input topic setting) as PPG_MI_* names in the Deployment's env
+# consuming stage → (group setting, input topic setting) as PPG_MI_* names in its StatefulSet's env
 STAGES = {"filter": ("PPG_MI_GROUP_FILTER", "PPG_MI_TOPIC_RAW"),
           "classifier": ("PPG_MI_GROUP_CLASSIFIER", "PPG_MI_TOPIC_FILTERED")}
 
 
 @dataclass
 class Autoscaler:
-    """A ScaledObject or HorizontalPodAutoscaler and the Deployment it scales."""
+    """A ScaledObject or HorizontalPodAutoscaler and the StatefulSet (or Deployment) it scales."""
 
     kind: str
     name: str
@@ -36,10 +36,12 @@ class Autoscaler:
 
 @dataclass
 class Workload:
-    """A Deployment: desired vs ready replicas, who scales it, the consumer lag of its stage."""
+    """A StatefulSet (filter, classifier) or Deployment (dashboard): desired vs ready replicas, who
+    scales it, the consumer lag of its stage."""
 
     name: str
     component: str
+    kind: str
     desired: int
     ready: int
     updated: int
@@ -89,7 +91,7 @@ class ReleaseStatus:
     release: str
     namespace: str
     context: str
-    deployments: list[Workload] = field(default_factory=list)
+    workloads: list[Workload] = field(default_factory=list)
     jobs: list[JobState] = field(default_factory=list)
     autoscalers: list[Autoscaler] = field(default_factory=list)
     pods: list[PodState] = field(default_factory=list)
@@ -178,13 +180,13 @@ def collect(cluster: Cluster, release: str, bootstrap: str | None = None, models
     status = ReleaseStatus(release, ns, cluster.context)
     status.autoscalers = autoscalers_of(cluster, release)
     by_target = {a.target: a for a in status.autoscalers}
-    deployments = cluster.call("list deployments", cluster.apps.list_namespaced_deployment, ns, label_selector=sel).items
     envs: dict[str, dict[str, str]] = {}
-    for d in sorted(deployments, key=lambda d: d.metadata.name):
+    for found in list_workloads(cluster, sel):
+        d = found.obj
         scaler = by_target.get(d.metadata.name)
         kind = {"ScaledObject": "keda", "HorizontalPodAutoscaler": "hpa"}.get(scaler.kind, "none") if scaler else "none"
-        status.deployments.append(Workload(
-            d.metadata.name, _component(d), d.spec.replicas if d.spec.replicas is not None else 1,
+        status.workloads.append(Workload(
+            d.metadata.name, _component(d), found.kind, d.spec.replicas if d.spec.replicas is not None else 1,
             d.status.ready_replicas or 0, d.status.updated_replicas or 0, kind,
             scaler.paused_replicas if scaler else None))
         envs[_component(d)] = container_env(d)
@@ -213,7 +215,7 @@ def collect(cluster: Cluster, release: str, bootstrap: str | None = None, models
                      for c in claims]
     if lag:
         _add_lag(status, envs, bootstrap)
-    for w in status.deployments:
+    for w in status.workloads:
         if w.paused_replicas is not None:
             status.notes.append(f"KEDA is paused for {w.name} at {w.paused_replicas} replicas "
                                 f"(`ppg-mi cluster scale {w.component} --resume` hands it back to KEDA)")
@@ -225,7 +227,7 @@ def _add_lag(status: ReleaseStatus, envs: dict[str, dict[str, str]], bootstrap: 
     for env in envs.values():
         merged.update(env)
     if not merged and not bootstrap:
-        status.broker = "unknown (no consuming Deployment)"
+        status.broker = "unknown (no consuming stage)"
         return
     try:
         settings = kafka.release_settings(merged, bootstrap)
@@ -233,7 +235,7 @@ def _add_lag(status: ReleaseStatus, envs: dict[str, dict[str, str]], bootstrap: 
         status.broker = f"not asked: {exc}"
         return
     try:
-        for w in status.deployments:
+        for w in status.workloads:
             if w.component in STAGES and w.component in envs:
                 group_key, topic_key = STAGES[w.component]
                 group = envs[w.component].get(group_key) or getattr(settings, group_key[7:].lower())
@@ -263,10 +265,10 @@ def _autoscaler_cell(w: Workload) -> str:
 def format_table(status: ReleaseStatus) -> str:
     """The human view of ``status``: one table per kind of object, then the broker and notes."""
     parts = [f"release {status.release}, namespace {status.namespace}, context {status.context}"]
-    if status.deployments:
-        parts.append(table(["DEPLOYMENT", "COMPONENT", "READY", "UP-TO-DATE", "AUTOSCALER", "LAG"],
-                           [[w.name, w.component, f"{w.ready}/{w.desired}", w.updated, _autoscaler_cell(w), w.lag]
-                            for w in status.deployments]))
+    if status.workloads:
+        parts.append(table(["WORKLOAD", "KIND", "COMPONENT", "READY", "UP-TO-DATE", "AUTOSCALER", "LAG"],
+                           [[w.name, w.kind, w.component, f"{w.ready}/{w.desired}", w.updated, _autoscaler_cell(w),
+                             w.lag] for w in status.workloads]))
     if status.autoscalers:
         parts.append(table(["AUTOSCALER", "KIND", "TARGET", "MIN", "MAX", "PAUSED"],
                            [[a.name, a.kind, a.target, a.min_replicas, a.max_replicas, a.paused_replicas]

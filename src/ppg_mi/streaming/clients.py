@@ -70,7 +70,15 @@ def transactional_producer_config(settings: Settings, role: str) -> dict[str, An
 
 
 def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str, Any]:
-    """A consumer whose offsets are committed by the producer's transaction, never by itself."""
+    """A consumer whose offsets are committed by the producer's transaction, never by itself.
+
+    A dynamic group member, on purpose: a static one (``group.instance.id`` = the pod name) would
+    take over a killed predecessor's partitions without waiting for its session, but it does not
+    leave the group on close, so every scale-down's partitions would wait for the session timeout
+    instead, and librdkafka turns a static member's own session timeout (a broker restart longer
+    than it) into a fatal ``FENCED_INSTANCE_ID`` of the consumer (confluentinc/librdkafka#3437;
+    seen here in the broker restart test), which costs a consumer replacement (docs/reliability.md).
+    """
     return {
         **common_config(settings),
         "group.id": group_id,
@@ -86,10 +94,11 @@ def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str
         "queued.min.messages": max(settings.batch_max_records * 4, 1000),
         "fetch.max.bytes": max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
         "max.partition.fetch.bytes": settings.max_message_bytes + 4096,
-        # long enough that a broker restart (~10-20 s) does not expire the members and
-        # revoke every partition as lost; a killed process's partitions move after it
-        "session.timeout.ms": 30000,
-        "heartbeat.interval.ms": 3000,
+        # a killed member keeps its partitions this long (a replacement pod waits for it); a broker
+        # restart longer than it makes the members rejoin, partitions lost and rewound, which the
+        # loop handles (test_faults' broker restart)
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": min(3000, settings.session_timeout_ms // 3),
         "max.poll.interval.ms": 300000,
         "statistics.interval.ms": 5000,
     }

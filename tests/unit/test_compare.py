@@ -104,3 +104,22 @@ def test_throughput_includes_preprocessing_of_raw_recordings() -> None:
     raw = generate(SyntheticConfig(records=10, samples=SAMPLES, seed=1)).samples
     assert throughput(Recorder(), raw, BandPass(), batch=4, records=10, repeats=1) > 0
     assert seen[1:] == [(4, 1, SAMPLES), (4, 1, SAMPLES), (2, 1, SAMPLES)]
+
+
+def test_candidates_take_turns_when_their_speed_is_measured() -> None:
+    from training.compare import throughputs
+
+    order: list[str] = []
+
+    class Named:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            order.append(self.name)
+            return np.zeros((len(x), 2))
+
+    raw = generate(SyntheticConfig(records=4, samples=SAMPLES, seed=1)).samples
+    speeds = throughputs([Named("a"), Named("b")], raw, BandPass(), batch=4, records=4, repeats=2)
+    assert len(speeds) == 2 and all(s > 0 for s in speeds)
+    assert order == ["a", "b", "a", "b", "a", "b"]  # warm-ups, then pass by pass: load falls on both alike

@@ -188,6 +188,9 @@ MODEL_KINDS: dict[str, Kind] = {
                 "Time Series Forest: mean/std/slope of random intervals, 200 trees (input downsampled x4)"),
     "weasel2": Kind("dictionary", 4, _weasel2,
                     "WEASEL 2.0: dilated SFA words, ridge; hard votes (input downsampled x4)"),
+    # the search's winners (docs/model.md): chosen by training/compare.py's rule over all its conditions
+    "minirocket-1000-ds4": convolution_kind("minirocket", 1000, 4),
+    "minirocket-1000-ds8": convolution_kind("minirocket", 1000, 8),
 }
 
 

@@ -34,6 +34,8 @@ INPUT_RATE = 'sum(rate(ppg_mi_records_consumed_total{stage="filter"}[5m]))'
 PREDICTION_RATE = "sum(rate(ppg_mi_predictions_total[5m]))"
 ABORTED_INCREASE = 'sum by (stage) (increase(ppg_mi_transactions_total{outcome="aborted"}[10m]))'
 BLOCKED_BY_STAGE = "max by (stage) (ppg_mi_stage_blocked)"
+LOST_TO_RETENTION_INCREASE = "sum by (stage) (increase(ppg_mi_records_lost_to_retention_total[10m]))"
+CURRENT_REJECTED = "max by (instance) (ppg_mi_model_current_rejected)"
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,29 @@ ALERTS: tuple[Alert, ...] = (
                      "skipped); the process is not ready and fails /healthz after the liveness timeout, so "
                      "Kubernetes restarts it. The log line `stage blocked` names the record and the error."),
         signals=(BLOCKED_BY_STAGE,),
+    ),
+    Alert(
+        name="PpgMiRecordsLostToRetention",
+        expr=f"{LOST_TO_RETENTION_INCREASE} > 0",
+        severity="critical",
+        summary="{{ $labels.stage }} lost input records to the topic's retention",
+        description=("A rewind of {{ $labels.stage }} found {{ $value | humanize }} input offsets (transaction "
+                     "markers included) already deleted in the last 10 minutes: retention or delete-records "
+                     "moved the log start past records that were never committed, so they were never "
+                     "processed. Raise the input topic's retention above the longest outage you must "
+                     "survive; the log line `records deleted before they were processed` names the partition and offsets."),
+        signals=(LOST_TO_RETENTION_INCREASE,),
+    ),
+    Alert(
+        name="PpgMiModelCurrentRejected",
+        expr=f"{CURRENT_REJECTED} > 0",
+        for_="5m",
+        summary="A classifier refuses the model version `current` names",
+        description=("The classifier {{ $labels.instance }} could not load or warm up the version the model "
+                     "store's `current` points to (digest mismatch, unreadable card, failing warm-up) and "
+                     "keeps serving the version it had, the previous one, or none (then it is not ready). "
+                     "The log line `model version rejected` gives the reason; point `current` at a good version."),
+        signals=(CURRENT_REJECTED,),
     ),
 )
 

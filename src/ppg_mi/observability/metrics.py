@@ -105,6 +105,7 @@ class StageMetrics:
         RECORDS_DEAD_LETTERED.labels(stage, "none")  # the series exists before the first dead letter
         self._blocked = STAGE_BLOCKED.labels(stage)
         self._blocked.set(0)
+        LOST_TO_RETENTION.labels(stage)  # the series exists (at 0) before the first loss, for its alert
         self.blocked_by: str | None = None
         if health is not None:
             health.add_check("delivery", lambda: (self.blocked_by is None, self.blocked_by or "outputs and dead "

@@ -102,6 +102,8 @@ class CompareConfig:
     conditions: tuple[str, ...] = CONDITION_NAMES
     throughput_records: int = 256
     repeats: int = 5
+    #: wrap every candidate in OperatingPoint (calibrated MI probability, threshold for this sensitivity)
+    target_sensitivity: float | None = None
 
 
 @dataclass
@@ -178,11 +180,13 @@ def score(kind: str, data: Split, cfg: CompareConfig) -> tuple[Any, dict[str, An
     """Fit ``kind`` on the condition's training split with one thread; the estimator and held-out metrics."""
     with threadpool_limits(1):
         estimator, metrics = fit_and_score(kind, data.x_train, data.y_train, data.x_test, data.y_test, cfg.seed,
-                                           n_jobs=1, sampling_rate_hz=data.band.sampling_rate_hz)
+                                           n_jobs=1, sampling_rate_hz=data.band.sampling_rate_hz,
+                                           target_sensitivity=cfg.target_sensitivity)
     return estimator, {
         "condition": data.name,
         "kind": kind,
-        **{k: metrics[k] for k in ("accuracy", "macro_f1", "sensitivity_mi", "specificity", "roc_auc")},
+        **{k: metrics[k] for k in ("accuracy", "macro_f1", "sensitivity_mi", "specificity", "roc_auc", "brier",
+                                   "calibration_error")},
         "fit_seconds": metrics["timing"]["fit_seconds"],
     }
 
@@ -251,6 +255,8 @@ def summarise(rows: list[dict[str, Any]], kinds: tuple[str, ...]) -> list[dict[s
             "worst_sensitivity_mi": min((r["sensitivity_mi"] or 0.0) for r in mine),
             "worst_specificity": min((r["specificity"] or 0.0) for r in mine),
             "mean_roc_auc": float(np.mean([r["roc_auc"] or 0.0 for r in mine])),
+            "mean_brier": float(np.mean([r.get("brier", np.nan) for r in mine])),
+            "mean_calibration_error": float(np.mean([r.get("calibration_error", np.nan) for r in mine])),
             "median_records_per_s": statistics.median(r["records_per_s"] for r in mine),
             "speedup_vs_seed": statistics.median(ratios) if ratios else None,
         })
@@ -289,7 +295,12 @@ def render(result: dict[str, Any], command: str) -> str:
         "filter's function at the condition's sampling rate; every candidate fitted with one thread on the same "
         f"training split and scored on the same held-out split; records/s is preprocessing + `predict_proba` in "
         f"batches of {BATCH} over {cfg['throughput_records']} held-out raw recordings, one thread, best of "
-        f"{cfg['repeats']} passes, the candidates of a condition taking turns pass by pass.",
+        f"{cfg['repeats']} passes, the candidates of a condition taking turns pass by pass. "
+        + (f"Every candidate is wrapped in `OperatingPoint` (calibrated MI probability, threshold chosen on "
+           f"out-of-fold scores for MI sensitivity {cfg['target_sensitivity']}): its sensitivity, specificity "
+           "and macro-F1 are at that threshold." if cfg.get("target_sensitivity") is not None else
+           "Decisions are each kind's own (argmax of its scores); Brier score and calibration error are of "
+           "its MI score, which only `OperatingPoint` makes a probability."),
         "",
         "| condition | what | sampling rate | train | held out (MI) | refused |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -299,19 +310,21 @@ def render(result: dict[str, Any], command: str) -> str:
                      f"{c['test']} ({c['test_mi']}) | {c['refused']} |")
     lines += ["", "Over all conditions:", "",
               "| kind | worst macro-F1 | mean macro-F1 | worst MI sensitivity | worst specificity | mean ROC AUC "
-              "| median records/s | × seed's records/s |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| mean Brier | mean calibration error | median records/s | × seed's records/s |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in result["summary"]:
         lines.append(f"| `{s['kind']}` | {_f(s['worst_macro_f1'])} | {_f(s['mean_macro_f1'])} | "
                      f"{_f(s['worst_sensitivity_mi'])} | {_f(s['worst_specificity'])} | {_f(s['mean_roc_auc'])} | "
+                     f"{_f(s.get('mean_brier'))} | {_f(s.get('mean_calibration_error'))} | "
                      f"{s['median_records_per_s']:.0f} | {_f(s['speedup_vs_seed'], 1)} |")
     lines += ["", "Per condition:", "",
-              "| condition | kind | macro-F1 | MI sensitivity | specificity | ROC AUC | fit s | records/s |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| condition | kind | macro-F1 | MI sensitivity | specificity | ROC AUC | Brier | calibration error "
+              "| fit s | records/s |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
         lines.append(f"| {r['condition']} | `{r['kind']}` | {_f(r['macro_f1'])} | {_f(r['sensitivity_mi'])} | "
-                     f"{_f(r['specificity'])} | {_f(r['roc_auc'])} | {r['fit_seconds']:.1f} | "
-                     f"{r['records_per_s']:.0f} |")
+                     f"{_f(r['specificity'])} | {_f(r['roc_auc'])} | {_f(r.get('brier'))} | "
+                     f"{_f(r.get('calibration_error'))} | {r['fit_seconds']:.1f} | {r['records_per_s']:.0f} |")
     lines += ["", "Kinds:", ""]
     lines += [f"- `{s['kind']}`: {resolve_kind(s['kind']).description}" for s in result["summary"]]
     chosen = result["default"]
@@ -358,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test-size", type=float, default=CompareConfig.test_size)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeats", type=int, default=CompareConfig.repeats, help="throughput passes (best counts)")
+    p.add_argument("--target-sensitivity", type=float,
+                   help="wrap every candidate in OperatingPoint with this target MI sensitivity (e.g. 0.95)")
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
                    help="comma-separated kinds: named ones or FAMILY-KERNELS-dsFACTOR[-selK]")
     args = p.parse_args(argv)
@@ -372,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown condition(s) {unknown}; known: {list(CONDITION_NAMES)}")
     cfg = CompareConfig(records=args.records, samples=args.samples, test_size=args.test_size, seed=args.seed,
-                        kinds=kinds, conditions=conditions, repeats=args.repeats)
+                        kinds=kinds, conditions=conditions, repeats=args.repeats,
+                        target_sensitivity=args.target_sensitivity)
     band = BandPass.from_settings(settings)
     started = time.perf_counter()
     if args.data:

@@ -123,3 +123,16 @@ def test_candidates_take_turns_when_their_speed_is_measured() -> None:
     speeds = throughputs([Named("a"), Named("b")], raw, BandPass(), batch=4, records=4, repeats=2)
     assert len(speeds) == 2 and all(s > 0 for s in speeds)
     assert order == ["a", "b", "a", "b", "a", "b"]  # warm-ups, then pass by pass: load falls on both alike
+
+
+def test_compare_with_an_operating_point_reports_calibration_and_the_threshold_decisions(tmp_path: Path) -> None:
+    doc = tmp_path / "model.md"
+    assert main(["--out", str(doc), "--records", "40", "--samples", str(SAMPLES), "--repeats", "1",
+                 "--conditions", "easier", "--kinds", "minirocket-100-ds4", "--target-sensitivity", "0.9",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    (row,) = result["rows"]
+    assert 0.0 <= row["brier"] <= 1.0 and 0.0 <= row["calibration_error"] <= 1.0
+    assert result["config"]["target_sensitivity"] == 0.9
+    text = doc.read_text()
+    assert "wrapped in `OperatingPoint`" in text and "| mean Brier | mean calibration error |" in text

@@ -16,12 +16,12 @@ import os
 import time
 from pathlib import Path
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
 from ppg_mi.config import Settings
 from ppg_mi.streaming import dlq
-from ppg_mi.streaming.clients import common_config
+from ppg_mi.streaming.clients import common_config, reader_config
 
 from ..helpers import ServiceProcess, produce_raw, read_topic, synthetic_raw, wait_for
 
@@ -41,11 +41,14 @@ def _set_topic_config(settings: Settings, topic: str, name: str, value: str | No
 
 
 def _committed(settings: Settings) -> dict[int, int]:
-    admin = AdminClient(common_config(settings))
-    request = [ConsumerGroupTopicPartitions(settings.group_filter,
-                                            [TopicPartition(settings.topic_raw, p) for p in range(3)])]
-    result = list(admin.list_consumer_group_offsets(request).values())[0].result(30)
-    return {tp.partition: tp.offset for tp in result.topic_partitions}
+    # a consumer of the group that never subscribes, as the lag monitor reads them: the Admin API's
+    # offset fetch can crash the process (docs/reliability.md, "A crash in librdkafka")
+    reader = Consumer(reader_config(settings, settings.group_filter))
+    try:
+        committed = reader.committed([TopicPartition(settings.topic_raw, p) for p in range(3)], 30)
+    finally:
+        reader.close()
+    return {tp.partition: tp.offset for tp in committed}
 
 
 def test_a_dead_letter_too_large_for_the_broker_is_written_reduced_and_the_stream_moves_on(

@@ -16,11 +16,11 @@ idles at 1 per partition.
 
 The committed offsets come from a consumer of the stage's group that never subscribes
 (so it never joins the group) and never commits: ``Consumer.committed()``.  The Admin API's
-``list_consumer_group_offsets`` would be the natural call, but librdkafka (2.16.1
-included) dereferences a NULL consumer-group handle when that request meets
+``list_consumer_group_offsets`` would be the natural call, but librdkafka (2.16.0, in
+confluent-kafka 2.16.1, included) dereferences a NULL consumer-group handle when that request meets
 ``NOT_COORDINATOR``, which a freshly started broker answers while it loads the group
 coordinator: the process dies with SIGSEGV (confluentinc/librdkafka#5040,
-confluentinc/confluent-kafka-python#1982; reproduced here with a core dump).
+confluentinc/confluent-kafka-python#1982; ``scripts/repro/offset_fetch_segv.py`` reproduces it).
 
 Every replica of a stage reports the lag of *all* partitions of its group (the number
 does not depend on who owns a partition, and it must still be reported when the owner

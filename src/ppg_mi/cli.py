@@ -467,10 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("bench", cmd_bench, "Benchmark the pipeline against the limits of its parts; writes docs/performance.*",
             epilog="Uses the broker of PPG_MI_KAFKA_BOOTSTRAP_SERVERS, the running local one, or starts its own on "
                    "a free port. Measures the parts alone (Kafka's perf tools, back-to-back transactions, the filter "
-                   "and the model), then the pipeline as real processes: one and two classifiers, latency at half "
-                   "load, and each fix's before run; every pipeline configuration runs twice, interleaved (once with "
-                   "--quick), and the best run is reported. About 13 minutes on 2 CPUs; a quiet machine gives the "
-                   "steadiest figures.")
+                   "and the model), each stage alone on a backlog against the identity stage (the same loop with "
+                   "processing that costs nothing) and its CPU-bound limit, with knobs of the fetch and the batch as "
+                   "parameters, then the pipeline as real processes: one and two classifiers against the whole "
+                   "pipeline's CPU-bound limit, and latency at half load; every configuration runs twice, "
+                   "interleaved (once with --quick), and the best run is reported. Keeps the section of "
+                   "`ppg-mi bench scaling` in the page. About 10 minutes on 2 CPUs; quote figures of a quiet machine.")
     p.add_argument("--records", type=int, help="records per end-to-end run (default 6000, 600 with --quick)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
     p.add_argument("--out-json", default="docs/performance.json", help="JSON report path")

@@ -100,6 +100,15 @@ class Settings:
         "compress (lz4 ratio 1.00 on recordings), so the default spends no CPU on it."
     )
     queued_max_kbytes: int = _setting(16384, "Cap of librdkafka's prefetch queue per consumer (KiB): bounds memory under backlog.")
+    fetch_wait_max_ms: int = _setting(
+        20, "Longest a consumer's fetch waits at the broker for records (librdkafka's fetch.wait.max.ms). Its "
+        "500 ms default was most of a record's wait between the filter and the classifier at half load "
+        "(measured by the bench's latency runs, docs/performance.md)."
+    )
+    fetch_queue_backoff_ms: int = _setting(
+        20, "Wait before fetching again once the prefetch cap is reached (librdkafka's fetch.queue.backoff.ms; "
+        "its 1000 ms default idled a stage that empties its queue in less, docs/performance.md)."
+    )
     max_message_bytes: int = _setting(1048576, "Largest message accepted; bigger input is dead-lettered as oversized.")
     shutdown_timeout_s: float = _setting(8.0, "Time to finish the open transaction on SIGTERM before exiting.")
     fault_hold_transaction_file: str = _setting(

@@ -4,93 +4,196 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
 from ppg_mi.bench.kafka_perf import parse_consumer_output, parse_producer_output
-from ppg_mi.bench.report import compute_ratios, finish, render_markdown, slowest_stage, write_reports
+from ppg_mi.bench.report import (
+    SCALING_END,
+    compute_ratios,
+    finish,
+    pipeline_limit,
+    render_markdown,
+    stage_limits,
+    turn_split,
+    write_reports,
+)
 from ppg_mi.bench.stats import delta_between, percentiles, ratio, steady_window, sustained_rate, value_at
+
+SCALING_BLOCK = ("<!-- scaling-simulation:begin (written by `ppg-mi bench scaling`) -->\n"
+                 "## Scaling on lag, simulated\n\n![plot](img/scaling-chart-defaults.png)\n"
+                 "<!-- scaling-simulation:end -->")
+
+
+def _stage(rate: float, cpu_ms: float, **extra: object) -> dict:
+    return {"records_per_s": rate, "cpu_ms_per_record": cpu_ms, "records_per_cpu_s": 1000 / cpu_ms,
+            "cpu_share": rate * cpu_ms / 1000, **extra}
 
 
 def _results() -> dict:
-    def fn(rate64: float, cpu64: float) -> dict:
-        return {"batches": {"1": {"records_per_s": rate64 / 2, "records_per_cpu_s": cpu64 / 2, "records": 10,
-                                  "seconds": 1.0},
-                            "64": {"records_per_s": rate64, "records_per_cpu_s": cpu64, "records": 640,
-                                   "seconds": 1.0}}}
-
     return {
         "meta": {"cpu_count": 2, "cpu_model": "Test CPU", "quick": True, "load_start": [1.0, 1.0, 1.0],
-                 "load_end": [2.0, 1.5, 1.0], "record_bytes": 8047, "samples_per_record": 2000},
-        "limits": {
-            "kafka_producer": {"records_per_s": 3000.0},
-            "kafka_consumer": {"records_per_s": 9000.0},
-            "filter": fn(8000.0, 8000.0),
-            "model": fn(200.0, 160.0),
+                 "load_end": [2.0, 1.5, 1.0], "record_bytes": 8047, "batch_max_records": 256},
+        "backlog": _stage(5000.0, 0.05, broker_cpu_ms_per_record=0.1),
+        "stages": {
+            # identity 4000/s; the filter's CPU limit 5000/s: Kafka binds, 3800 / 4000 = 95 %
+            "identity": _stage(4000.0, 0.04, stage="identity"),
+            "filter": _stage(3800.0, 0.2, stage="filter", peak_rss_mb=150.0,
+                             turns={"mean_batch": 256.0, "batch_s": 0.060, "commit_s": 0.010}),
+            # the classifier's CPU limit 800/s binds: 640 / 800 = 80 %
+            "classifier": _stage(640.0, 1.25, stage="classifier", peak_rss_mb=380.0),
         },
-        "codec": {"encode_us": 3.0, "decode_us": 6.0, "encode_decode_us": 9.0},
+        "filter_before": _stage(1900.0, 0.2, knob_label="PPG_MI_FETCH_QUEUE_BACKOFF_MS=1000"),
         "pipeline": {
-            "one_classifier": {"records": 100, "records_per_s": 170.0, "classifier_records_per_cpu_s": 150.0,
+            "one_classifier": {"records_per_s": 600.0,
+                               "cpu_ms_per_record": {"filter": 0.2, "classifier": 1.25, "broker": 0.5},
                                "peak_rss_mb": {"filter": 130.0, "classifier-1": 400.0, "producer": 60.0}},
-            "two_classifiers": {"records": 100, "records_per_s": 255.0, "classifier_records_per_cpu_s": 120.0,
+            "two_classifiers": {"records_per_s": 1100.0,
+                                "cpu_ms_per_record": {"filter": 0.2, "classifier": 1.3, "broker": 0.45},
                                 "peak_rss_mb": {"filter": 140.0, "classifier-1": 410.0, "classifier-2": 650.0}},
-            "latency": {"records": 50, "rate": 85.0, "latency_s": {"p50": 0.3, "p95": 0.6, "p99": 1.2, "max": 1.3},
+            "latency": {"records": 50, "rate": 300.0, "latency_s": {"p50": 0.1, "p95": 0.2, "p99": 0.3},
+                        "latency_segments_s": {"produced_to_filtered": {"p50": 0.02, "p99": 0.05},
+                                               "filtered_to_predicted": {"p50": 0.08, "p99": 0.25}},
+                        "commit_ms": {"filter": 9.0, "classifier": 12.0}, "classifier_mean_batch": 30.0,
                         "peak_rss_mb": {"filter": 120.0, "classifier-1": 390.0}},
         },
     }
 
 
-def test_slowest_stage_is_the_lowest_batch_64_or_tool_rate() -> None:
-    assert slowest_stage(_results()["limits"]) == ("model", 200.0)
-    limits = _results()["limits"]
-    limits["kafka_producer"]["records_per_s"] = 150.0
-    assert slowest_stage(limits) == ("kafka_producer", 150.0)
+def _verdicts(results: dict) -> dict:
+    return {t["name"]: t["met"] for t in results["targets"]}
 
 
-def test_ratios() -> None:
+def test_a_stage_is_held_to_the_lower_of_its_kafka_and_cpu_limits() -> None:
     r = compute_ratios(_results())
-    assert r["e2e_over_slowest_one_classifier"] == pytest.approx(170 / 200)
-    assert r["e2e_over_slowest_two_classifiers"] == pytest.approx(255 / 200)
-    assert r["classifier_efficiency_one"] == pytest.approx(150 / 160)
-    assert r["classifier_efficiency_two"] == pytest.approx(120 / 160)
-    assert r["two_over_one_classifier"] == pytest.approx(1.5)
+    assert r["filter"]["binding"] == "Kafka" and r["filter"]["of_binding"] == pytest.approx(3800 / 4000)
+    assert r["filter"]["of_cpu"] == pytest.approx(3800 / 5000)
+    assert r["classifier"]["binding"] == "CPU" and r["classifier"]["of_binding"] == pytest.approx(640 / 800)
+    assert r["classifier"]["of_kafka"] == pytest.approx(640 / 4000)
+    assert r["filter_before"]["of_binding"] == pytest.approx(1900 / 4000)
+    # without the identity stage only the CPU limit is known, and it binds
+    alone = stage_limits(_stage(3800.0, 0.2), None)
+    assert alone["binding"] == "CPU" and alone["kafka_limit"] is None and alone["of_binding"] == pytest.approx(0.76)
 
 
-def test_targets_report_met_and_not_met() -> None:
-    results = finish(_results())
-    verdicts = {t["name"]: t["met"] for t in results["targets"]}
-    assert verdicts["end to end / slowest stage's limit"] is True          # 85 % >= 80 %
-    assert verdicts["classifier efficiency in the pipeline"] is True       # 94 % >= 85 %
-    assert verdicts["p99 latency at half load"] is False                   # 1.2 s > 1 s
-    assert verdicts["classifier peak RSS"] is False                        # 650 MB, the second replica
-    assert verdicts["filter peak RSS"] is True                             # 140 MB
-    assert verdicts["codec encode + decode of one recording"] is True      # 9 µs
+def test_the_pipeline_limit_spreads_every_process_cpu_over_the_cores() -> None:
+    lim = pipeline_limit(_results()["pipeline"]["one_classifier"], 0.05, 2)
+    # 0.2 + 1.25 + 0.5 + the producer's 0.05 = 2.0 CPU ms per record: 2 CPUs move 1000 records/s
+    assert lim["cpu_ms_per_record_total"] == pytest.approx(2.0)
+    assert lim["cpu_limit"] == pytest.approx(1000.0) and lim["of_cpu_limit"] == pytest.approx(0.6)
+    assert pipeline_limit({"records_per_s": 10.0}, None, 2)["cpu_limit"] is None
+
+
+def test_a_turn_is_split_into_processing_commit_and_waiting() -> None:
+    t = turn_split(_results()["stages"]["filter"])
+    assert t["turn_s"] == pytest.approx(256 / 3800)
+    assert t["process_s"] == pytest.approx(0.050) and t["commit_s"] == pytest.approx(0.010)
+    assert t["wait_s"] == pytest.approx(256 / 3800 - 0.060)
+    assert turn_split({"records_per_s": 1.0}) == {}
+
+
+def test_targets_give_each_goal_a_verdict() -> None:
+    v = _verdicts(finish(_results()))
+    assert v["filter: records/s / the lower of its Kafka and CPU limits"] is True        # 95 %
+    assert v["classifier: records/s / the lower of its Kafka and CPU limits"] is False   # 80 %
+    # one classifier: 600 / (2000 / 2.0) = 60 %; two: 1100 / (2000 / 1.95) = 107 %
+    assert v["end to end / pipeline's CPU-bound limit, one classifier"] is False
+    assert v["end to end / pipeline's CPU-bound limit, two classifiers"] is True
+    assert v["p99 produced → predicted at half load"] is False                          # 0.30 s > 0.25 s
+    assert v["classifier peak RSS"] is False and v["filter peak RSS"] is True            # 650 MB, 150 MB
+    goals = {t["goal"] for t in finish(_results())["targets"]}
+    assert {"1", "2", "3", "4", "5"} <= goals
 
 
 def test_missing_measurements_are_not_verdicts() -> None:
     results = _results()
     del results["pipeline"]["latency"]
-    del results["codec"]
-    verdicts = {t["name"]: t["met"] for t in finish(results)["targets"]}
-    assert verdicts["p99 latency at half load"] is None
-    assert verdicts["codec encode + decode of one recording"] is None
+    del results["stages"]["classifier"]
+    v = _verdicts(finish(results))
+    assert v["p99 produced → predicted at half load"] is None
+    assert v["classifier: records/s / the lower of its Kafka and CPU limits"] is None
 
 
-def test_reports_are_written(tmp_path) -> None:
-    results = finish(_results())
-    results["fixes"] = [{"title": "A fix", "finding": "why", "figures": [
-        {"what": "rate", "before": 100.0, "after": 130.0, "unit": "records/s"}], "status": "applied"}]
-    write_reports(results, tmp_path / "p.json", tmp_path / "p.md")
-    assert json.loads((tmp_path / "p.json").read_text())["ratios"]["slowest_stage"] == "model"
+def test_the_scaling_goal_takes_its_verdict_from_the_simulation() -> None:
+    scaling = {"bound_s": 5.0, "chart_defaults": {"delay_quantile_s": 6.75}, "recommended": {"delay_quantile_s": 2.65}}
+    target = next(t for t in finish(_results(), scaling)["targets"] if t["goal"] == "5")
+    assert "6.8 s (**not within** 5 s)" in target["status"] and "2.6 s" in target["status"]
+    target = next(t for t in finish(_results())["targets"] if t["goal"] == "5")
+    assert target["status"].startswith("not run")
+
+
+def test_reports_are_written_with_targets_limits_and_where_time_goes(tmp_path: Path) -> None:
+    write_reports(finish(_results()), tmp_path / "p.json", tmp_path / "p.md")
+    assert json.loads((tmp_path / "p.json").read_text())["ratios"]["filter"]["binding"] == "Kafka"
     md = (tmp_path / "p.md").read_text()
-    assert "Test CPU" in md and "| CPUs (logical) | 2 |" in md
-    assert "85 %" in md and "**not met**" in md
-    assert "before 100 → after 130 records/s" in md
-    assert "1.00 / 1.00 / 1.00" in md  # load average at start
+    assert "Test CPU" in md and "1.00 / 1.00 / 1.00" in md
+    assert md.index("## Targets") < md.index("## Limits") < md.index("## Where the time goes")
+    assert "| 1 | filter: records/s / the lower of its Kafka and CPU limits | 95 % (≥ 90 %) | met |" in md
+    assert "Kafka: **95 %**" in md and "CPU: **80 %**" in md
+    assert "filter, before: PPG_MI_FETCH_QUEUE_BACKOFF_MS=1000" in md
+    assert "| filter | 256 | 67 | 50 | 10 | 7 |" in md  # one turn: 67 ms = 50 processing + 10 commit + 7 waiting
+    assert "p99 **300 ms**" in md
+
+
+def test_a_bench_run_keeps_the_scaling_section_of_the_page(tmp_path: Path) -> None:
+    md = tmp_path / "performance.md"
+    md.write_text("# Performance\n\nan old run's figures\n\n" + SCALING_BLOCK + "\n")
+    write_reports(finish(_results()), tmp_path / "p.json", md)
+    first = md.read_text()
+    assert SCALING_BLOCK in first and "an old run's figures" not in first
+    write_reports(finish(_results()), tmp_path / "p.json", md)  # again: the block once, not twice
+    assert md.read_text() == first and first.count(SCALING_END) == 1
+    fresh = tmp_path / "fresh.md"
+    write_reports(finish(_results()), tmp_path / "p.json", fresh)
+    assert "scaling-simulation" not in fresh.read_text()
 
 
 def test_render_tolerates_an_empty_run() -> None:
     assert render_markdown({}).startswith("# Performance")
+
+
+def test_knobs_are_settings_of_the_same_code() -> None:
+    from ppg_mi.bench.runner import FILTER_BEFORE, Knob
+    from ppg_mi.config import Settings
+
+    base = Settings.from_env({})
+    assert FILTER_BEFORE.applied(base).fetch_queue_backoff_ms == 1000
+    assert base.fetch_queue_backoff_ms < 1000  # the configured value is not librdkafka's default
+    knob = Knob("filter", (("batch_max_records", 64), ("queued_max_kbytes", 4096)))
+    assert knob.label == "PPG_MI_BATCH_MAX_RECORDS=64, PPG_MI_QUEUED_MAX_KBYTES=4096"
+    assert knob.applied(base).batch_max_records == 64
+
+
+def test_the_consumer_fetches_again_after_the_configured_backoff() -> None:
+    from ppg_mi.config import Settings
+    from ppg_mi.streaming.clients import transactional_consumer_config
+
+    settings = Settings.from_env({"PPG_MI_FETCH_QUEUE_BACKOFF_MS": "35", "PPG_MI_FETCH_WAIT_MAX_MS": "15"})
+    config = transactional_consumer_config(settings, "g")
+    assert config["fetch.queue.backoff.ms"] == 35
+    # librdkafka's 500 ms fetch wait was most of a record's wait between the stages at half load
+    assert config["fetch.wait.max.ms"] == 15
+    assert Settings.from_env({}).fetch_wait_max_ms < 500
+
+
+def test_a_drain_window_is_interpolated_between_polls() -> None:
+    from ppg_mi.bench.stages import turns, window
+
+    progress = [(0.0, 0.0), (1.0, 0.0), (2.0, 500.0), (3.0, 1000.0)]
+    start, end, inside = window(progress, 1000)
+    assert start == pytest.approx(1.2) and end == pytest.approx(2.8) and inside == pytest.approx(800)
+    with pytest.raises(ValueError):
+        window([(0.0, 0.0), (1.0, 100.0)], 1000)
+    exposition = ('ppg_mi_batch_size_records_count{stage="filter"} 4.0\n'
+                  'ppg_mi_batch_size_records_sum{stage="filter"} 1000.0\n'
+                  'ppg_mi_batch_processing_seconds_count{stage="filter"} 4.0\n'
+                  'ppg_mi_batch_processing_seconds_sum{stage="filter"} 0.2\n'
+                  'ppg_mi_transaction_seconds_count{stage="filter"} 4.0\n'
+                  'ppg_mi_transaction_seconds_sum{stage="filter"} 0.04\n')
+    assert turns(exposition) == {"batches": 4.0, "mean_batch": 250.0, "batch_s": pytest.approx(0.05),
+                                 "commit_s": pytest.approx(0.01)}
+    assert turns("")["mean_batch"] is None
 
 
 def test_percentiles_and_ratio() -> None:
@@ -138,50 +241,7 @@ def test_parse_kafka_tool_output() -> None:
         parse_consumer_output("nothing useful")
 
 
-def test_findings_take_before_and_after_from_the_run() -> None:
-    from ppg_mi.bench.findings import fixes_and_notes
-
-    results = _results()
-    results["limits"]["model_blas_default"] = {"batches": {"64": {"records_per_s": 190.0, "records_per_cpu_s": 120.0}}}
-    results["pipeline"]["one_classifier_before"] = {"records_per_s": 140.0, "classifier_records_per_cpu_s": 110.0}
-    results["pipeline"]["latency"]["commit_ms"] = {"filter": 30.0, "classifier": 25.0}
-    results["pipeline"]["latency_before_backoff"] = {"latency_s": {"p50": 0.5, "p99": 1.4},
-                                                     "commit_ms": {"filter": 120.0, "classifier": 40.0}}
-    results["pipeline"]["latency_before_batching"] = {"latency_s": {"p50": 0.5, "p99": 1.5}}
-    results["pipeline"]["latency_before"] = {"latency_s": {"p50": 0.6, "p99": 1.9}}
-    results["pipeline"]["one_classifier_lz4"] = {"records_per_s": 120.0, "classifier_records_per_cpu_s": 140.0}
-    results["limits"]["transactions"] = {"configured": {"total_ms": {"p50": 30.0}},
-                                         "librdkafka_default": {"total_ms": {"p50": 118.0}}}
-    results["validation_fix"] = {"validate_before_us": 60.0, "validate_after_us": 5.0,
-                                 "filter_process_before_us": 180.0, "filter_process_after_us": 130.0}
-    fixes, notes = fixes_and_notes(finish(results))
-    figures = {(f["title"].split()[0], row["what"]): (row["before"], row["after"]) for f in fixes for row in f["figures"]}
-    assert figures[("The", "classifier in the pipeline, records per CPU-second")] == (110.0, 150.0)
-    assert figures[("The", "`predict_proba` alone, batch 64, records per CPU-second")] == (120.0, 160.0)
-    assert figures[("Every", "mean commit per transaction, filter")] == (120.0, 30.0)
-    assert figures[("Every", "one transaction, opened back to back, p50")] == (118.0, 30.0)
-    assert figures[("Every", "p99 latency at half load, before all four fixes → now")] == (1.9, 1.2)
-    assert figures[("Every", "end to end, one classifier")] == (120.0, 170.0)
-    assert figures[("Validation", "`validate_samples`, one recording")] == (60.0, 5.0)
-    batching = next(f for f in fixes if "batch window" in f["title"])
-    assert {row["what"]: row["before"] for row in batching["figures"]}["p99 latency at half load"] == 1.5
-    assert any("`model` at 200 records/s" in n for n in notes)
-
-
-def test_a_fix_that_looks_worse_in_a_noisy_run_says_so() -> None:
-    from ppg_mi.bench.findings import fixes_and_notes
-
-    results = _results()
-    results["pipeline"]["latency_before_batching"] = {"latency_s": {"p50": 0.1, "p99": 0.4}}  # better than 0.3 / 1.2
-    fixes, _ = fixes_and_notes(finish(results))
-    wait = next(f for f in fixes if "batch window" in f["title"])
-    assert "worse for: p50 latency at half load; p99 latency at half load" in wait["status"]
-    assert "from 1.0 to 2.0" in wait["status"]
-
-
 def test_cpu_shares_split_the_window_between_roles_and_the_rest() -> None:
-    from pathlib import Path
-
     from ppg_mi.bench.pipeline import Child, cpu_shares
 
     def child(name: str, cpu_per_s: float) -> Child:
@@ -198,36 +258,3 @@ def test_cpu_shares_split_the_window_between_roles_and_the_rest() -> None:
     assert shares["machine"] == pytest.approx(1.9)
     assert shares["other"] == pytest.approx(0.1)
     assert cpu_shares(kids, machine, 5.0, 5.0) == {}
-
-
-def test_the_one_classifier_ratio_is_taken_apart() -> None:
-    from ppg_mi.bench.report import where_the_rate_goes
-
-    results = _results()
-    results["pipeline"]["one_classifier"].update({
-        "cpu_share_in_window": {"classifier": 0.9, "filter": 0.3, "producer": 0.4, "other": 0.3, "machine": 1.9},
-        "commit_ms": {"classifier": 40.0}, "classifier_mean_batch": 170.0})
-    ratios = compute_ratios(results)
-    assert ratios["classifier_transaction_share_one"] == pytest.approx(170 / 170 * 0.040)
-    lines = where_the_rate_goes(results, ratios)
-    assert lines[0].startswith("End to end / slowest stage = ") and "0.90 × 94 % ≈ 84 %" in lines[0]
-    assert "classifier 0.90, filter 0.30, producer 0.40, other 0.30" in lines[1]
-    assert "batches were full" not in lines[1]  # no batch limit in the run's meta
-    results["meta"]["batch_max_records"] = 180
-    assert "batches were full (mean 170 of at most 180)" in where_the_rate_goes(results, ratios)[1]
-    assert "took 4 %" in lines[2]
-    del results["pipeline"]["one_classifier"]["cpu_share_in_window"]
-    assert where_the_rate_goes(results, compute_ratios(results)) == []
-
-
-def test_a_missed_end_to_end_target_names_what_stands_in_the_way() -> None:
-    from ppg_mi.bench.findings import fixes_and_notes
-
-    results = _results()
-    results["pipeline"]["one_classifier"]["cpu_share_in_window"] = {"classifier": 0.8}
-    _, notes = fixes_and_notes(results)
-    assert not any("short of 80 %" in n for n in notes)  # 85 %: met
-    results["pipeline"]["one_classifier"]["records_per_s"] = 150.0
-    _, notes = fixes_and_notes(results)
-    assert any("reaches 75 % of the slowest stage's limit, short of 80 %" in n and "only 0.80 of a CPU" in n
-               for n in notes)

@@ -88,9 +88,10 @@ class Monitor(threading.Thread):
         self._halt = threading.Event()
         self._lock = threading.Lock()
 
-    def watch(self, child: Child) -> None:
+    def watch(self, child: Child, pid: int | None = None) -> None:
+        """Sample ``child`` (its process, or ``pid``: the broker is no child of the bench)."""
         with self._lock:
-            self.children.append((child, psutil.Process(child.proc.pid)))
+            self.children.append((child, psutil.Process(pid if pid is not None else child.proc.pid)))
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -231,7 +232,7 @@ def cpu_shares(children: list[Child], machine: list[tuple[float, float]], lo: fl
 
 def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int, classifiers: int,
                  rate: float = 0.0, warm_up_s: float = 0.0, seed: int = 0, extra_env: dict[str, str] | None = None,
-                 stage_env: dict[str, str] | None = None,
+                 stage_env: dict[str, str] | None = None, broker_pid: int | None = None,
                  timeout: float = 900, stall_s: float = 120, progress: Progress = print, label: str = "") -> dict[str, Any]:
     """Stream ``records`` synthetic recordings through filter and ``classifiers`` classifiers.
 
@@ -239,7 +240,8 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
     paces the producer (the latency run).  ``extra_env`` goes to the classifiers only,
     ``stage_env`` to the filter and the classifiers.  ``latency_s`` covers the records produced
     ``warm_up_s`` or more after the first (steady state); ``latency_cold_s`` covers all of them,
-    including the ramp from an idle pipeline.
+    including the ramp from an idle pipeline.  ``cpu_ms_per_record`` is each stage's and the
+    broker's (``broker_pid``) CPU from the first record produced to the last predicted, per record.
     """
     tag = uuid.uuid4().hex[:8]
     settings = run_settings(base, tag, models_dir)
@@ -262,6 +264,12 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
             classifier_children.append(c)
         for c in children:
             monitor.watch(c)
+        broker = Child("broker", None, 0, Path(os.devnull))  # type: ignore[arg-type]
+        if broker_pid is not None:
+            try:
+                monitor.watch(broker, broker_pid)
+            except psutil.Error:  # a broker of another user: its CPU is not measured
+                pass
         consumers = [filt, *classifier_children]
         _wait(lambda: all(c.get("/readyz") is not None and '"ok": true' in (c.get("/readyz") or "")
                           for c in consumers), 300, "the stages to be ready", children)
@@ -271,6 +279,7 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
               120, "partition assignment", children)
         progress(f"{label}: stages ready; producing {records} records"
                  + (f" at {rate:.1f}/s" if rate else " as fast as possible"))
+        producing_from = time.time()
         producer = spawn(settings, f"producer-{tag}",
                          ["produce", "--synthetic", str(records), "--seed", str(seed), "--rate", str(rate)], log_dir)
         children.append(producer)
@@ -319,6 +328,13 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
     lo, hi, inside = steady_window(predicted_s)
     cpu = sum(delta_between(c.cpu, lo, hi) for c in classifier_children)
     cpu_share = cpu_shares(children, monitor.machine, lo, hi)
+    span_end = max(predicted_s, default=producing_from)
+    per_record: dict[str, float] = {}
+    for c in [*consumers, broker]:
+        if c.cpu and reader.count:
+            role = "classifier" if c.name.startswith("classifier") else c.name.split("-", 1)[0]
+            cpu_ms = 1000 * delta_between(c.cpu, producing_from, span_end) / reader.count
+            per_record[role] = per_record.get(role, 0.0) + cpu_ms
     lat = percentiles(latencies)
     lat["max"] = max(latencies) if latencies else float("nan")
     lat["mean"] = sum(latencies) / len(latencies) if latencies else float("nan")
@@ -338,6 +354,7 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         "classifier_cpu_s_in_window": cpu,
         "classifier_records_per_cpu_s": inside / cpu if cpu > 0 else None,
         "cpu_share_in_window": cpu_share,
+        "cpu_ms_per_record": per_record,
         "classifier_mean_batch": batch_records / batches if batches else None,
         "dead_letters": dead,
         "latency_s": lat,

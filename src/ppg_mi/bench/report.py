@@ -1,8 +1,9 @@
-"""The benchmark's results as JSON and Markdown: limits, pipeline figures, ratios, targets.
+"""The benchmark's results as JSON and Markdown: targets, limits, where the time goes.
 
-Everything here is pure: it takes the results dictionary the runner assembled and
-derives ratios and target verdicts from it, so the arithmetic is unit-tested on tiny
-inputs without a broker.
+Everything here is pure: it takes the results dictionary the runner assembled and derives
+ratios and verdicts from it, so the arithmetic is unit-tested on tiny inputs without a broker.
+The Markdown page keeps the block another command writes into it (``ppg-mi bench scaling``,
+between :data:`SCALING_BEGIN` and :data:`SCALING_END`).
 """
 
 from __future__ import annotations
@@ -15,146 +16,157 @@ from typing import Any
 
 from .stats import ratio
 
-#: the stages whose stand-alone limits bound the pipeline (key in results["limits"], label)
-STAGE_LIMITS = (
-    ("kafka_producer", "Kafka producer (ProducerPerformance)"),
-    ("kafka_consumer", "Kafka consumer (ConsumerPerformance)"),
-    ("filter", "filter function (preprocess_batch, batch 64)"),
-    ("model", "model.predict_proba (batch 64)"),
-)
+#: the part of docs/performance.md that `ppg-mi bench scaling` owns (scaling_study.SECTION_*)
+SCALING_BEGIN = "<!-- scaling-simulation:begin"
+SCALING_END = "<!-- scaling-simulation:end -->"
+#: a stage reaches this share of the lower of its two limits (issue #20, goals 1 and 2)
+WITHIN = 0.90
 LIMIT_BATCH = "64"
+STAGES = (("filter", "filter"), ("classifier", "classifier"))
 
 
 @dataclass(frozen=True)
 class Target:
+    goal: str
     name: str
     value: float | None
     threshold: float
     unit: str
     higher_is_better: bool
+    #: a verdict that is not a comparison (the lean bench, the scaling study)
+    status: str | None = None
 
     @property
     def met(self) -> bool | None:
+        if self.status is not None:
+            return None
         if self.value is None or (isinstance(self.value, float) and math.isnan(self.value)):
             return None
-        return self.value >= self.threshold if self.higher_is_better else self.value < self.threshold
+        return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "met": self.met}
 
 
-def stage_limit(limits: dict[str, Any], key: str) -> float | None:
-    """Records/s one stage manages alone (batch 64 for the in-process functions)."""
-    entry = limits.get(key)
-    if not entry:
-        return None
-    if "records_per_s" in entry:
-        return entry["records_per_s"]
-    batch = entry.get("batches", {}).get(LIMIT_BATCH)
-    return batch["records_per_s"] if batch else None
+# --- derived figures ------------------------------------------------------------
+def stage_limits(run: dict[str, Any] | None, identity: dict[str, Any] | None) -> dict[str, Any]:
+    """A stage's rate against the limit Kafka sets it (the identity stage) and its CPU-bound limit.
+
+    The CPU-bound limit is 1 / the stage's CPU per record: what it would move with a core to
+    itself. The lower of the two binds; ``of_binding`` is the stage's rate over that one.
+    """
+    run = run or {}
+    rate = run.get("records_per_s")
+    kafka = (identity or {}).get("records_per_s")
+    cpu = run.get("records_per_cpu_s")
+    bound = [v for v in (kafka, cpu) if v]
+    binding = min(bound) if bound else None
+    return {
+        "records_per_s": rate, "kafka_limit": kafka, "cpu_limit": cpu,
+        "of_kafka": ratio(rate, kafka), "of_cpu": ratio(rate, cpu),
+        "binding": None if binding is None else ("Kafka" if binding == kafka else "CPU"),
+        "of_binding": ratio(rate, binding),
+    }
 
 
-def slowest_stage(limits: dict[str, Any]) -> tuple[str, float] | None:
-    """(key, records/s) of the stage with the lowest stand-alone limit."""
-    rated = [(key, stage_limit(limits, key)) for key, _ in STAGE_LIMITS]
-    rated = [(k, v) for k, v in rated if v is not None]
-    return min(rated, key=lambda kv: kv[1]) if rated else None
+def pipeline_limit(run: dict[str, Any] | None, producer_cpu_ms: float | None, cpus: int | None) -> dict[str, Any]:
+    """End to end against the CPU-bound limit of the whole pipeline on this machine.
+
+    The limit is ``cpus`` / the sum of every process's CPU per record (the producer's from its run
+    alone, which leaves its start-up out; the stages' and the broker's over the run).
+    """
+    run = run or {}
+    per_record = dict(run.get("cpu_ms_per_record") or {})
+    if producer_cpu_ms is not None:
+        per_record["producer"] = producer_cpu_ms
+    total = sum(v for v in per_record.values() if v is not None)
+    limit = 1000 * cpus / total if total > 0 and cpus else None
+    return {"records_per_s": run.get("records_per_s"), "cpu_ms_per_record": per_record,
+            "cpu_ms_per_record_total": total or None, "cpu_limit": limit,
+            "of_cpu_limit": ratio(run.get("records_per_s"), limit)}
 
 
-def model_cpu_rate(limits: dict[str, Any]) -> float | None:
-    batch = limits.get("model", {}).get("batches", {}).get(LIMIT_BATCH)
-    return batch["records_per_cpu_s"] if batch else None
+def turn_split(run: dict[str, Any] | None) -> dict[str, float | None]:
+    """One turn of a stage's loop under backlog: processing, committing and waiting for input (s).
+
+    A turn moves a mean batch in ``batch / records_per_s`` seconds; ``batch_s`` of it runs from
+    the fetch to the commit (``commit_s`` of which is ``send_offsets`` + ``commit_transaction``);
+    the rest the loop waited in ``poll`` for its next batch's first record.
+    """
+    turns = (run or {}).get("turns") or {}
+    rate, batch, busy, commit = ((run or {}).get("records_per_s"), turns.get("mean_batch"), turns.get("batch_s"),
+                                 turns.get("commit_s"))
+    if not rate or not batch or busy is None or commit is None:
+        return {}
+    turn = batch / rate
+    return {"turn_s": turn, "batch": batch, "process_s": max(busy - commit, 0.0), "commit_s": commit,
+            "wait_s": max(turn - busy, 0.0)}
 
 
 def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
-    """End-to-end throughput over the slowest limit; in-pipeline classifier CPU efficiency."""
-    limits = results.get("limits", {})
+    stages = results.get("stages", {})
+    identity = stages.get("identity")
+    cpus = results.get("meta", {}).get("cpu_count")
+    producer_cpu = (results.get("backlog") or {}).get("cpu_ms_per_record")
     pipeline = results.get("pipeline", {})
-    slow = slowest_stage(limits)
-    one = pipeline.get("one_classifier", {})
-    two = pipeline.get("two_classifiers", {})
-    out: dict[str, Any] = {
-        "slowest_stage": slow[0] if slow else None,
-        "slowest_stage_records_per_s": slow[1] if slow else None,
-        "e2e_over_slowest_one_classifier": ratio(one.get("records_per_s"), slow[1] if slow else None),
-        "e2e_over_slowest_two_classifiers": ratio(two.get("records_per_s"), slow[1] if slow else None),
-        "classifier_efficiency_one": ratio(one.get("classifier_records_per_cpu_s"), model_cpu_rate(limits)),
-        "classifier_efficiency_two": ratio(two.get("classifier_records_per_cpu_s"), model_cpu_rate(limits)),
-        "two_over_one_classifier": ratio(two.get("records_per_s"), one.get("records_per_s")),
-        "classifier_cpu_share_one": (one.get("cpu_share_in_window") or {}).get("classifier"),
-        "classifier_transaction_share_one": transaction_share(one),
-    }
+    out: dict[str, Any] = {key: stage_limits(stages.get(key), identity) for key, _ in STAGES if stages.get(key)}
+    for key in ("one_classifier", "two_classifiers"):
+        if pipeline.get(key):
+            out[key] = pipeline_limit(pipeline[key], producer_cpu, cpus)
+    before = results.get("filter_before")
+    if before and stages.get("filter"):
+        out["filter_before"] = stage_limits(before, identity)
     return out
 
 
-def transaction_share(run: dict[str, Any]) -> float | None:
-    """Fraction of the classifier's wall time spent committing: transactions per second × mean commit."""
-    commit_ms = (run.get("commit_ms") or {}).get("classifier")
-    batch = run.get("classifier_mean_batch")
-    rate = run.get("records_per_s")
-    if not commit_ms or not batch or not rate:
-        return None
-    return rate / batch * commit_ms / 1000
-
-
-def where_the_rate_goes(results: dict[str, Any], ratios: dict[str, Any]) -> list[str]:
-    """The one-classifier ratio taken apart: the classifier's share of a CPU × its efficiency."""
-    one = results.get("pipeline", {}).get("one_classifier") or {}
-    shares = one.get("cpu_share_in_window") or {}
-    e2e, eff = ratios.get("e2e_over_slowest_one_classifier"), ratios.get("classifier_efficiency_one")
-    share = shares.get("classifier")
-    if e2e is None or eff is None or share is None:
-        return []
-    cpus = results.get("meta", {}).get("cpu_count")
-    lines = [
-        f"End to end / slowest stage = the classifier's share of a CPU while it worked × its records per "
-        f"CPU-second relative to the model alone: {_num(share, 2)} × {_pct(eff)} ≈ {_pct(share * eff)} "
-        f"(measured: {_pct(e2e)}).",
-        f"- CPUs in use in the one-classifier window, of {cpus}: {_num(shares.get('machine'), 2)} — classifier "
-        f"{_num(share, 2)}, filter {_num(shares.get('filter'), 2)}, producer {_num(shares.get('producer'), 2)}, "
-        f"other {_num(shares.get('other'), 2)} (the broker, the bench's prediction reader, anything else on the "
-        "machine).",
-    ]
-    batch, most = one.get("classifier_mean_batch"), results.get("meta", {}).get("batch_max_records")
-    if batch and most and batch >= 0.9 * most:
-        lines[-1] += (f" Its batches were full (mean {batch:.0f} of at most {most}): input was always waiting, "
-                      "so the CPU the classifier did not get went to the other processes, not to idling.")
-    txn = ratios.get("classifier_transaction_share_one")
-    if txn is not None:
-        lines.append(
-            f"- Of the classifier's time, committing transactions took {_pct(txn)} (transactions per second × mean "
-            f"commit, {_num((one.get('commit_ms') or {}).get('classifier'), 0)} ms per batch of "
-            f"{_num(one.get('classifier_mean_batch'), 0)}); decoding, validating, encoding and librdkafka's "
-            "threads take the rest of what is not `predict_proba`.")
-    return lines
-
-
-def peak_rss_mb(pipeline: dict[str, Any], role: str) -> float | None:
-    """Largest peak RSS of any process of ``role`` over every pipeline run."""
-    peaks = [mb for run in pipeline.values() if isinstance(run, dict)
+def peak_rss_mb(results: dict[str, Any], role: str) -> float | None:
+    """Largest peak RSS of any process of ``role`` over every run."""
+    peaks = [mb for run in results.get("pipeline", {}).values() if isinstance(run, dict)
              for name, mb in run.get("peak_rss_mb", {}).items() if name.split("-")[0] == role]
+    peaks += [run["peak_rss_mb"] for run in results.get("stages", {}).values()
+              if isinstance(run, dict) and run.get("stage") == role and run.get("peak_rss_mb")]
     return max(peaks) if peaks else None
 
 
-def compute_targets(results: dict[str, Any]) -> list[Target]:
+def compute_targets(results: dict[str, Any], scaling: dict[str, Any] | None = None) -> list[Target]:
     ratios = results.get("ratios") or compute_ratios(results)
-    pipeline = results.get("pipeline", {})
-    latency = pipeline.get("latency", {}).get("latency_s", {})
-    codec = results.get("codec", {})
-    return [
-        Target("end to end / slowest stage's limit", ratios.get("e2e_over_slowest_one_classifier"), 0.80, "ratio", True),
-        Target("classifier efficiency in the pipeline", ratios.get("classifier_efficiency_one"), 0.85, "ratio", True),
-        Target("p99 latency at half load", latency.get("p99"), 1.0, "s", False),
-        Target("classifier peak RSS", peak_rss_mb(pipeline, "classifier"), 600.0, "MB", False),
-        Target("filter peak RSS", peak_rss_mb(pipeline, "filter"), 250.0, "MB", False),
-        Target("codec encode + decode of one recording", codec.get("encode_decode_us"), 20.0, "µs", False),
+    latency = results.get("pipeline", {}).get("latency", {}).get("latency_s", {})
+    targets = [Target("1", f"{label}: records/s / the lower of its Kafka and CPU limits",
+                      (ratios.get(key) or {}).get("of_binding"), WITHIN, "ratio", True) for key, label in STAGES]
+    targets += [
+        Target("2", "end to end / pipeline's CPU-bound limit, one classifier",
+               (ratios.get("one_classifier") or {}).get("of_cpu_limit"), WITHIN, "ratio", True),
+        Target("2", "end to end / pipeline's CPU-bound limit, two classifiers",
+               (ratios.get("two_classifiers") or {}).get("of_cpu_limit"), WITHIN, "ratio", True),
+        Target("3", "p99 produced → predicted at half load", latency.get("p99"), 0.25, "s", False),
+        Target("4", "a lean bench", None, 0, "", True,
+               status="done: knobs are parameters of runs (old values included), no copies of old code; "
+                      "history in the commit messages"),
+        _scaling_target(scaling),
+        Target("—", "classifier peak RSS", peak_rss_mb(results, "classifier"), 600.0, "MB", False),
+        Target("—", "filter peak RSS", peak_rss_mb(results, "filter"), 250.0, "MB", False),
     ]
+    return targets
 
 
-def finish(results: dict[str, Any]) -> dict[str, Any]:
+def _scaling_target(scaling: dict[str, Any] | None) -> Target:
+    if not scaling or not scaling.get("chart_defaults"):
+        return Target("5", "scaling on lag simulated (`ppg-mi bench scaling`)", None, 0, "", True,
+                      status="not run: `ppg-mi bench scaling` writes its section below")
+    defaults, best = scaling["chart_defaults"], scaling.get("recommended") or {}
+    bound = scaling.get("bound_s")
+    within = defaults.get("delay_quantile_s", math.inf) <= (bound or 0)
+    status = (f"simulated: the chart's defaults give a p99 delay of {_num(defaults.get('delay_quantile_s'), 1)} s "
+              f"({'within' if within else '**not within**'} {_num(bound, 0)} s)")
+    if best and not within:
+        status += f"; the section below recommends values giving {_num(best.get('delay_quantile_s'), 1)} s"
+    return Target("5", "scaling on lag simulated (`ppg-mi bench scaling`)", None, 0, "", True, status=status)
+
+
+def finish(results: dict[str, Any], scaling: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add the derived ratios and target verdicts to ``results`` (in place) and return it."""
     results["ratios"] = compute_ratios(results)
-    results["targets"] = [t.as_dict() for t in compute_targets(results)]
+    results["targets"] = [t.as_dict() for t in compute_targets(results, scaling)]
     return results
 
 
@@ -171,246 +183,230 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
-def _verdict(met: bool | None) -> str:
-    return {True: "met", False: "**not met**", None: "not measured"}[met]
+def _ms(seconds: float | None, digits: int = 0) -> str:
+    return "—" if seconds is None else f"{1000 * seconds:,.{digits}f}"
+
+
+def _verdict(t: dict[str, Any]) -> str:
+    if t.get("status"):
+        return t["status"]
+    return {True: "met", False: "**not met**", None: "not measured"}[t["met"]]
 
 
 def _target_value(t: dict[str, Any]) -> str:
+    if t.get("status"):
+        return "—"
     if t["unit"] == "ratio":
         return f"{_pct(t['value'])} (≥ {_pct(t['threshold'])})"
-    op = "≥" if t["higher_is_better"] else "<"
-    if t["unit"] == "s":
-        op = "≤"
-    return f"{_num(t['value'], 2 if t['unit'] in ('s', 'µs') else 0)} {t['unit']} ({op} {_num(t['threshold'], 0)} {t['unit']})"
+    op = "≥" if t["higher_is_better"] else "≤"
+    digits = 2 if t["unit"] == "s" else 0
+    return f"{_num(t['value'], digits)} {t['unit']} ({op} {_num(t['threshold'], digits)} {t['unit']})"
+
+
+def _machine_line(meta: dict[str, Any]) -> str:
+    load = lambda key: " / ".join(f"{x:.2f}" for x in meta[key]) if meta.get(key) else "?"  # noqa: E731
+    return (f"{'Quick smoke run' if meta.get('quick') else 'Full run'} of `ppg-mi bench`, started "
+            f"{meta.get('started', '?')}, {_num(meta.get('duration_s'))} s; {meta.get('cpu_count', '?')} CPUs "
+            f"({meta.get('cpu_model', '?')}), load average (1/5/15 min) {load('load_start')} at the start, "
+            f"{load('load_end')} at the end; Kafka {meta.get('kafka_version', '?')}, records of "
+            f"{_num(meta.get('record_bytes'))} bytes, {meta.get('partitions', '?')} partitions, batches of at most "
+            f"{meta.get('batch_max_records', '?')} records.")
+
+
+def _limits_table(results: dict[str, Any], add: Any) -> None:
+    stages, ratios = results.get("stages", {}), results.get("ratios", {})
+    backlog = results.get("backlog") or {}
+    add("| process, alone on a backlog | records/s | CPU ms / record | CPU-bound limit (1 / CPU) | "
+        "Kafka limit (identity stage) | of Kafka limit | of CPU limit | binding | broker CPU ms / record |")
+    add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |")
+    if backlog:
+        add(f"| producer (`ppg-mi produce`) | {_num(backlog.get('records_per_s'))} | "
+            f"{_num(backlog.get('cpu_ms_per_record'), 3)} | {_num(backlog.get('records_per_cpu_s'))} | — | — | — | — | "
+            f"{_num(backlog.get('broker_cpu_ms_per_record'), 3)} |")
+    identity = stages.get("identity")
+    if identity:
+        add(f"| identity stage (same loop, processing costs nothing) | {_num(identity.get('records_per_s'))} | "
+            f"{_num(identity.get('cpu_ms_per_record'), 3)} | {_num(identity.get('records_per_cpu_s'))} | "
+            f"(itself) | — | {_pct(ratio(identity.get('records_per_s'), identity.get('records_per_cpu_s')))} | — | "
+            f"{_num(identity.get('broker_cpu_ms_per_record'), 3)} |")
+    rows = [(key, label) for key, label in STAGES]
+    if results.get("filter_before"):
+        rows.append(("filter_before", f"filter, before: {results['filter_before'].get('knob_label', '')}"))
+    for key, label in rows:
+        run = stages.get(key) if key != "filter_before" else results["filter_before"]
+        lim = ratios.get(key) or {}
+        if not run:
+            continue
+        add(f"| {label} | {_num(run.get('records_per_s'))} | {_num(run.get('cpu_ms_per_record'), 3)} | "
+            f"{_num(lim.get('cpu_limit'))} | {_num(lim.get('kafka_limit'))} | {_pct(lim.get('of_kafka'))} | "
+            f"{_pct(lim.get('of_cpu'))} | {lim.get('binding') or '—'}: **{_pct(lim.get('of_binding'))}** | "
+            f"{_num(run.get('broker_cpu_ms_per_record'), 3)} |")
+    pipe = [(k, label) for k, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers"))
+            if ratios.get(k)]
+    if pipe:
+        add("")
+        add(f"| end to end (producer → filter → classifier → predictions) | records/s | CPU ms / record, every "
+            f"process | CPU-bound limit ({results.get('meta', {}).get('cpu_count', '?')} CPUs / CPU per record) | "
+            "of the limit |")
+        add("| --- | ---: | --- | ---: | ---: |")
+        for key, label in pipe:
+            lim = ratios[key]
+            parts = ", ".join(f"{name} {_num(v, 3)}" for name, v in sorted(lim["cpu_ms_per_record"].items())
+                              if v is not None)
+            add(f"| {label} | {_num(lim.get('records_per_s'))} | {_num(lim.get('cpu_ms_per_record_total'), 3)} "
+                f"({parts}) | {_num(lim.get('cpu_limit'))} | **{_pct(lim.get('of_cpu_limit'))}** |")
+
+
+def _where_time_goes(results: dict[str, Any], add: Any) -> None:
+    stages = results.get("stages", {})
+    rows = [(key, label) for key, label in (("identity", "identity"), *STAGES) if turn_split(stages.get(key))]
+    if rows:
+        add("A stage's loop is serial: fetch a batch, process it, commit its transaction, fetch again. "
+            "Under backlog, one turn (ms):")
+        add("")
+        add("| stage | mean batch | turn | processing + producing | commit | waiting for input |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for key, label in rows:
+            t = turn_split(stages[key])
+            add(f"| {label} | {_num(t['batch'])} | {_ms(t['turn_s'])} | {_ms(t['process_s'])} | {_ms(t['commit_s'])} | "
+                f"{_ms(t['wait_s'])} |")
+        add("")
+    lat = results.get("pipeline", {}).get("latency")
+    if lat:
+        ls, seg, commit = lat.get("latency_s", {}), lat.get("latency_segments_s", {}), lat.get("commit_ms", {})
+        p2f, f2p = seg.get("produced_to_filtered", {}), seg.get("filtered_to_predicted", {})
+        add(f"At half load ({_num(lat.get('rate'))} records/s offered, one classifier), produced → predicted: "
+            f"p50 {_ms(ls.get('p50'))} ms, p99 **{_ms(ls.get('p99'))} ms**. Of it, produced → the filter's stamp "
+            f"p50 {_ms(p2f.get('p50'))} / p99 {_ms(p2f.get('p99'))} ms (the producer's linger, the filter's fetch "
+            f"and processing); the filter's stamp → the classifier's p50 {_ms(f2p.get('p50'))} / p99 "
+            f"{_ms(f2p.get('p99'))} ms (the filter's commit, {_num(commit.get('filter'))} ms a transaction, before "
+            f"`read_committed` shows its records; the classifier's fetch, its wait for the batch in hand and its "
+            f"model, mean batch {_num(lat.get('classifier_mean_batch'))}).")
+        add("")
+
+
+def _knob_tables(results: dict[str, Any], add: Any) -> None:
+    knobs = results.get("stage_knobs") or []
+    if knobs:
+        add("### Stage knobs (each a setting of the same code; backlog drained alone)")
+        add("")
+        add("| stage | setting | records/s (each run) | CPU ms / record | of CPU limit | mean batch | commit (ms) | "
+            "waiting (ms per turn) |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for k in knobs:
+            t = turn_split(k)
+            each = " / ".join(_num(r) for r in k.get("each", []))
+            add(f"| {k['stage']} | {k.get('knob_label') or 'as configured'} | {_num(k.get('records_per_s'))} "
+                f"({each}) | {_num(k.get('cpu_ms_per_record'), 3)} | "
+                f"{_pct(ratio(k.get('records_per_s'), k.get('records_per_cpu_s')))} | {_num(t.get('batch'))} | "
+                f"{_ms(t.get('commit_s'))} | {_ms(t.get('wait_s'))} |")
+        add("")
+    lat = [(k, run) for k, run in results.get("pipeline", {}).items() if k.startswith("latency") and run]
+    if len(lat) > 1:
+        add("### Latency knobs (half load, one classifier)")
+        add("")
+        add("| setting | p50 (ms) | p99 (ms) | p99 → filter (ms) | p99 filter → classifier (ms) | commit filter / "
+            "classifier (ms) | mean classifier batch |")
+        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for _, run in lat:
+            ls, seg, commit = run.get("latency_s", {}), run.get("latency_segments_s", {}), run.get("commit_ms", {})
+            add(f"| {run.get('knob_label') or 'as configured'} | {_ms(ls.get('p50'))} | {_ms(ls.get('p99'))} | "
+                f"{_ms(seg.get('produced_to_filtered', {}).get('p99'))} | "
+                f"{_ms(seg.get('filtered_to_predicted', {}).get('p99'))} | {_num(commit.get('filter'))} / "
+                f"{_num(commit.get('classifier'))} | {_num(run.get('classifier_mean_batch'))} |")
+        add("")
+
+
+def _parts_alone(results: dict[str, Any], add: Any) -> None:
+    limits = results.get("limits", {})
+    add("| part | records/s | records per CPU-second | notes |")
+    add("| --- | ---: | ---: | --- |")
+    for key, label in (("kafka_producer", "Kafka ProducerPerformance"), ("kafka_consumer", "Kafka ConsumerPerformance")):
+        e = limits.get(key)
+        if e:
+            add(f"| {label} | {_num(e.get('records_per_s'))} | — | {e.get('note', '')} |")
+    for key, label in (("filter", "`preprocess_batch`"), ("model", "`model.predict_proba`")):
+        for batch, b in (limits.get(key) or {}).get("batches", {}).items():
+            add(f"| {label}, batch {batch} | {_num(b['records_per_s'])} | {_num(b['records_per_cpu_s'])} | "
+                f"{b.get('records')} records in {_num(b.get('seconds'), 1)} s |")
+    txn = (limits.get("transactions") or {}).get("configured")
+    if txn:
+        add(f"| transactions back to back (one record each) | {_num(1000 / txn['total_ms']['p50'])} | — | p50 "
+            f"{_num(txn['total_ms']['p50'], 1)} ms (send_offsets {_num(txn['send_offsets_ms']['p50'], 1)}, commit "
+            f"{_num(txn['commit_ms']['p50'], 1)}), p95 {_num(txn['total_ms']['p95'], 1)} ms |")
+    codec = results.get("codec")
+    if codec:
+        add(f"| codec, encode + decode of one recording | {_num(1e6 / codec['encode_decode_us'])} | — | "
+            f"{_num(codec['encode_us'], 2)} + {_num(codec['decode_us'], 2)} µs |")
 
 
 def render_markdown(results: dict[str, Any]) -> str:
     meta = results.get("meta", {})
-    limits = results.get("limits", {})
-    pipeline = results.get("pipeline", {})
-    ratios = results.get("ratios", {})
     lines: list[str] = []
     add = lines.append
     add("# Performance")
     add("")
-    add("Produced by `ppg-mi bench` "
-        f"({'quick smoke run' if meta.get('quick') else 'full run'}) — rerun it to refresh this page; "
-        "the numbers below are from one run on the machine described here, measured against the limits "
-        "of the parts taken in the same run.")
-    add("")
-    add("## Machine and run")
-    add("")
-    add("| | |")
-    add("| --- | --- |")
-    for label, key in (("CPU model", "cpu_model"), ("CPUs (logical)", "cpu_count"), ("memory", "memory_gb"),
-                       ("Python", "python"), ("Kafka", "kafka_version"), ("broker", "broker"),
-                       ("started (UTC)", "started"), ("duration", "duration_s"),
-                       ("load average at start (1/5/15 min)", "load_start"),
-                       ("load average at end (1/5/15 min)", "load_end"),
-                       ("model", "model_version"), ("record", "record_bytes"),
-                       ("partitions per topic", "partitions"), ("micro-batch", "batch"),
-                       ("broker warm-up (not reported)", "warm_up_records")):
-        value = meta.get(key)
-        if key == "memory_gb" and value is not None:
-            value = f"{value:.1f} GB"
-        elif key == "duration_s" and value is not None:
-            value = f"{value:.0f} s"
-        elif key.startswith("load_") and value is not None:
-            value = " / ".join(f"{x:.2f}" for x in value)
-        elif key == "warm_up_records" and value is not None:
-            value = f"one pipeline run of {value} records before the measured ones (the JVM's compilation)"
-        elif key == "record_bytes" and value is not None:
-            value = f"{value} bytes ({meta.get('samples_per_record')} float32 samples + header)"
-        add(f"| {label} | {_num(value) if isinstance(value, (int, float)) and key != 'cpu_count' else value} |")
+    add("Written by `ppg-mi bench` (rerun it to refresh this page; the scaling section at the end by `ppg-mi bench "
+        "scaling`). " + _machine_line(meta))
     if meta.get("load_note"):
         add("")
         add(meta["load_note"])
     add("")
-
-    add("## Targets")
+    add("## Targets (issue #20)")
     add("")
-    add("| target | measured (goal) | verdict |")
-    add("| --- | --- | --- |")
+    add("| goal | target | measured (goal) | verdict |")
+    add("| --- | --- | --- | --- |")
     for t in results.get("targets", []):
-        add(f"| {t['name']} | {_target_value(t)} | {_verdict(t['met'])} |")
+        add(f"| {t.get('goal', '')} | {t['name']} | {_target_value(t)} | {_verdict(t)} |")
     add("")
-
-    add("## Ratios")
+    add("## Limits")
     add("")
-    slow = ratios.get("slowest_stage")
-    add(f"- slowest stage alone: **{slow}** at {_num(ratios.get('slowest_stage_records_per_s'))} records/s")
-    add(f"- end to end / slowest stage, one classifier: **{_pct(ratios.get('e2e_over_slowest_one_classifier'))}**; "
-        f"two classifiers: {_pct(ratios.get('e2e_over_slowest_two_classifiers'))} "
-        f"(two / one classifier: {_num(ratios.get('two_over_one_classifier'), 2)}×)")
-    add(f"- classifier records per CPU-second in the pipeline / `model.predict_proba` alone (batch {LIMIT_BATCH}): "
-        f"one classifier **{_pct(ratios.get('classifier_efficiency_one'))}**, "
-        f"two classifiers {_pct(ratios.get('classifier_efficiency_two'))}")
-    codec = results.get("codec", {})
-    add(f"- codec: encode {_num(codec.get('encode_us'), 2)} µs + decode {_num(codec.get('decode_us'), 2)} µs = "
-        f"**{_num(codec.get('encode_decode_us'), 2)} µs** per recording")
+    _limits_table(results, add)
     add("")
-    breakdown = where_the_rate_goes(results, ratios)
-    if breakdown:
-        add("### Where the one-classifier rate goes")
+    add("## Where the time goes")
+    add("")
+    _where_time_goes(results, add)
+    for note in results.get("notes", []):
+        add(f"- {note}")
+    if results.get("notes"):
         add("")
-        for line in breakdown:
-            add(line)
-        add("")
-
-    add("## Limits of the parts, alone")
+    add("## Details")
     add("")
-    add("| part | records/s | records per CPU-second | CPU share | notes |")
-    add("| --- | ---: | ---: | ---: | --- |")
-    for key, label in (("kafka_producer", "Kafka ProducerPerformance"),
-                       ("kafka_consumer", "Kafka ConsumerPerformance")):
-        e = limits.get(key)
-        if e:
-            add(f"| {label} | {_num(e.get('records_per_s'))} | — | — | {e.get('note', '')} |")
-    for key, label in (("filter", "filter: `preprocess_batch`"), ("model", "model: `predict_proba`"),
-                       ("model_blas_default", "model, BLAS's default pool (before the fix)")):
-        e = limits.get(key)
-        if not e:
-            continue
-        for batch, b in e.get("batches", {}).items():
-            share = ratio(b["records_per_s"], b["records_per_cpu_s"])
-            add(f"| {label}, batch {batch} | {_num(b['records_per_s'])} | {_num(b['records_per_cpu_s'])} | "
-                f"{_num(share, 2)} | {b.get('records')} records in {_num(b.get('seconds'), 1)} s |")
+    _knob_tables(results, add)
+    add("### Parts alone")
     add("")
-    add("CPU share = CPU seconds per wall second of the measuring process: below 1 for single-threaded work "
-        "means other processes on the machine took the rest of the core; above 1, threads ran in parallel.")
+    _parts_alone(results, add)
     add("")
-    txn = limits.get("transactions") or {}
-    if txn:
-        add("Transactions opened back to back (begin, one record, `send_offsets_to_transaction`, "
-            "`commit_transaction`), the stages' producer configuration, per transaction:")
-        add("")
-        add("| retry backoff | transactions | p50 (ms) | p95 (ms) | send_offsets p50 (ms) | commit p50 (ms) |")
-        add("| --- | ---: | ---: | ---: | ---: | ---: |")
-        for key, label in (("configured", "as configured"), ("librdkafka_default", "librdkafka's default")):
-            e = txn.get(key)
-            if e:
-                add(f"| {label}: {e['retry_backoff_ms']} ms | {e['transactions']} | {_num(e['total_ms']['p50'], 1)} | "
-                    f"{_num(e['total_ms']['p95'], 1)} | {_num(e['send_offsets_ms']['p50'], 1)} | "
-                    f"{_num(e['commit_ms']['p50'], 1)} |")
-        add("")
-
-    add("## End to end: producer → filter → classifier → predictions (real processes)")
-    add("")
-    repeats = results.get("pipeline_runs") or {}
-    if any(len(v) > 1 for v in repeats.values()):
-        add(f"Each configuration ran {results.get('meta', {}).get('repeats')} times, the rounds interleaved (every "
-            "configuration once, then again), so that a drift of the machine favours none; the tables show the "
-            "best run (highest records/s; lowest p99 for the half-load runs), *each run* lists them all.")
-        add("")
-    add("| run | records | records/s (steady) | classifier records per CPU-s | mean batch | peak RSS (MB) | each run |")
-    add("| --- | ---: | ---: | ---: | ---: | --- | --- |")
-    for key, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers"),
-                       ("one_classifier_before", "one classifier, before the BLAS fix"),
-                       ("one_classifier_lz4", "one classifier, before the compression fix"),
-                       ("latency", "half load (latency)"),
-                       ("latency_before_backoff", "half load, before the retry-backoff fix"),
-                       ("latency_before_batching", "half load, before the batching fix"),
-                       ("latency_before", "half load, before all four fixes")):
-        run = pipeline.get(key)
-        if not run:
-            continue
-        rss = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(run.get("peak_rss_mb", {}).items()))
-        each = repeats.get(key) or []
-        if run.get("rate"):
-            each_text = "p99 " + " / ".join(f"{_num(r.get('p99_s'), 3)} s" for r in each)
-        else:
-            each_text = " / ".join(f"{_num(r.get('records_per_s'))}/s" for r in each)
-        add(f"| {label} | {run.get('records')} | {_num(run.get('records_per_s'))} | "
-            f"{_num(run.get('classifier_records_per_cpu_s'))} | {_num(run.get('classifier_mean_batch'), 0)} | {rss} | "
-            f"{each_text if each else '—'} |")
-    latency_runs = [(k, label) for k, label in (
-        ("latency", "as configured"),
-        ("latency_before_backoff", "before the retry-backoff fix: PPG_MI_TRANSACTION_RETRY_BACKOFF_MS=100"),
-        ("latency_before_batching", "before the batching fix: PPG_MI_BATCH_FILL_MS=200"),
-        ("latency_before", "before all four fixes: both, PPG_MI_CLASSIFIER_BLAS_THREADS=0 and PPG_MI_COMPRESSION=lz4")) if pipeline.get(k)]
-    if latency_runs:
-        first = pipeline[latency_runs[0][0]]
-        add("")
-        add(f"Latency, produced → predicted, at {_num(first.get('rate'), 1)} records/s offered (half of the "
-            f"one-classifier sustained rate). The percentiles cover the records produced after the first "
-            f"{_num(first.get('warm_up_s'), 0)} s (steady state); *from idle* is the p99 of all records, including "
-            "the ramp from an idle pipeline, when the first batches are tiny, each pays a whole transaction, and "
-            "the backlog they leave drains with only half the capacity spare. Segments: producer → the filter's "
-            "stamp, and the filter's stamp → the classifier's (which includes the filter's commit). Mean commit = "
-            "`send_offsets_to_transaction` + `commit_transaction` per transaction. In each round the as-configured run goes "
-            "first and the before runs after it, so what is left of the broker's warming favours the befores.")
-        add("")
-        add("| half-load run | records | p50 (s) | p95 (s) | p99 (s) | max (s) | p99 from idle (s) | "
-            "p50 → filter / → classifier (s) | mean commit filter / classifier (ms) |")
-        add("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for key, label in latency_runs:
-            run = pipeline[key]
-            ls = run.get("latency_s", {})
-            seg = run.get("latency_segments_s", {})
-            commit = run.get("commit_ms", {})
-            add(f"| {label} | {run.get('latency_records', run.get('records'))} | {_num(ls.get('p50'), 3)} | "
-                f"{_num(ls.get('p95'), 3)} | **{_num(ls.get('p99'), 3)}** | {_num(ls.get('max'), 3)} | "
-                f"{_num(run.get('latency_cold_s', {}).get('p99'), 3)} | "
-                f"{_num(seg.get('produced_to_filtered', {}).get('p50'), 3)} / "
-                f"{_num(seg.get('filtered_to_predicted', {}).get('p50'), 3)} | "
-                f"{_num(commit.get('filter'), 0)} / {_num(commit.get('classifier'), 0)} |")
-    add("")
-    add("Sustained records/s are taken between the 10th and 90th percentile of the prediction times "
-        "(start-up and the tail excluded); CPU seconds are read from `/proc` (psutil) at the same moments.")
-    add("")
-
-    fixes = results.get("fixes", [])
-    if fixes:
-        add("## Bottlenecks found and fixes (before → after)")
-        add("")
-        for f in fixes:
-            add(f"### {f['title']}")
-            add("")
-            add(f.get("finding", ""))
-            add("")
-            for row in f.get("figures", []):
-                add(f"- {row['what']}: before {_num(row.get('before'), row.get('digits', 0))} → "
-                    f"after {_num(row.get('after'), row.get('digits', 0))} {row.get('unit', '')}")
-            if f.get("status"):
-                add("")
-                add(f"Status: {f['status']}")
-            add("")
-
     profile = results.get("profile", {})
-    if profile:
-        add("## Profile")
+    for name, text in profile.items():
+        add(f"`{name}` (pyinstrument, wall time):")
         add("")
-        add("pyinstrument samples wall time: on a busy machine the time a process waits for a CPU is charged "
-            "to whichever frame was running (often `[self]`), so compare the branches, not the absolute seconds.")
+        add("```")
+        add(text.rstrip())
+        add("```")
         add("")
-        for name, text in profile.items():
-            add(f"`{name}` (pyinstrument):")
-            add("")
-            add("```")
-            add(text.rstrip())
-            add("```")
-            add("")
-
-    notes = results.get("notes", [])
-    if notes:
-        add("## What stands in the way")
-        add("")
-        for n in notes:
-            add(f"- {n}")
-        add("")
-    add("## Rerun")
-    add("")
-    add("```")
-    add("ppg-mi bench                 # full run (a few minutes), writes docs/performance.{json,md}")
-    add("ppg-mi bench --quick        # smoke run with small sizes")
-    add("ppg-mi bench --models DIR   # serve an existing model store instead of training one")
-    add("```")
+    add("Rates are taken while the count of records done goes from 10 % to 90 % (start-up and the tail excluded); "
+        "CPU seconds are read from `/proc` at the same moments. Rerun: `ppg-mi bench` (full), `ppg-mi bench "
+        "--quick` (smoke), `ppg-mi bench --models DIR` (an existing model store).")
     add("")
     return "\n".join(lines)
 
 
+def scaling_section(text: str) -> str:
+    """The block `ppg-mi bench scaling` wrote into a page (markers included), or ''."""
+    start = text.find(SCALING_BEGIN)
+    end = text.find(SCALING_END, start)
+    if start < 0 or end < 0:
+        return ""
+    return text[start:end + len(SCALING_END)]
+
+
 def write_reports(results: dict[str, Any], json_path: str | Path, md_path: str | Path) -> None:
+    """Write both reports; the Markdown page keeps the scaling section it already holds."""
     Path(json_path).parent.mkdir(parents=True, exist_ok=True)
     Path(json_path).write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
-    Path(md_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(md_path).write_text(render_markdown(results))
+    md = Path(md_path)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    kept = scaling_section(md.read_text()) if md.exists() else ""
+    page = render_markdown(results)
+    md.write_text(page + ("\n" + kept + "\n" if kept else ""))

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import signal
-import threading
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 import numpy as np
 import psutil
 
 from ..config import Settings
-from . import kafka_perf, micro
+from . import kafka_perf, micro, stages
 from .pipeline import run_pipeline
 from .report import finish, write_reports
 
@@ -38,8 +39,13 @@ class BenchOptions:
         return self.records or (600 if self.quick else 6000)
 
     @property
+    def backlog_records(self) -> int:
+        """The backlog each stage drains alone (issue #20 measured the filter on 20,000)."""
+        return 3000 if self.quick else 20000
+
+    @property
     def repeats(self) -> int:
-        """Runs of each pipeline configuration, interleaved; the best is reported."""
+        """Runs of each configuration, the rounds interleaved; the best is reported."""
         return 1 if self.quick else 2
 
     @property
@@ -48,7 +54,7 @@ class BenchOptions:
 
     @property
     def micro_seconds(self) -> float:
-        return 0.5 if self.quick else 4.0
+        return 0.5 if self.quick else 3.0
 
     @property
     def latency_seconds(self) -> float:
@@ -57,12 +63,55 @@ class BenchOptions:
     @property
     def latency_warm_up_seconds(self) -> float:
         """Seconds at the offered rate before latency counts: the ramp from an idle pipeline
-        (tiny first batches, a backlog drained with half the capacity spare) is reported apart."""
+        (tiny first batches, a backlog drained with half the capacity spare) is left out."""
         return 3.0 if self.quick else 10.0
 
     @property
     def train_records(self) -> int:
         return 80 if self.quick else 200
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting of the product changed for one run: an old value is just another setting."""
+
+    stage: str
+    overrides: tuple[tuple[str, int], ...]
+    why: str = ""
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"PPG_MI_{k.upper()}={v}" for k, v in self.overrides) + (f" ({self.why})" if self.why else "")
+
+    def applied(self, settings: Settings) -> Settings:
+        return settings.replace(**dict(self.overrides))
+
+
+#: the knob whose old value is goal 1's "before": librdkafka's default fetch back-off
+FILTER_BEFORE = Knob("filter", (("fetch_queue_backoff_ms", 1000),), "librdkafka's default, before")
+
+
+def stage_knobs(quick: bool) -> list[Knob]:
+    """Settings of the fetch and the batch each stage-alone round also runs with."""
+    knobs = [FILTER_BEFORE]
+    if quick:
+        return knobs
+    return knobs + [
+        Knob("filter", (("fetch_queue_backoff_ms", 100),)),
+        Knob("filter", (("fetch_queue_backoff_ms", 0),)),
+        Knob("filter", (("queued_max_kbytes", 65536),), "4x the prefetch cap"),
+        Knob("identity", (("batch_max_records", 1024),)),
+        Knob("filter", (("batch_max_records", 1024),)),
+        Knob("filter", (("batch_max_records", 64),)),
+    ]
+
+
+def latency_knobs(quick: bool) -> list[Knob]:
+    """Settings the half-load latency run also runs with (the filter and the classifier)."""
+    before = Knob("pipeline", (("fetch_wait_max_ms", 500),), "librdkafka's default, before")
+    if quick:
+        return [before]
+    return [before, Knob("pipeline", (("fetch_wait_max_ms", 100),))]
 
 
 class Clock:
@@ -87,17 +136,31 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def listening_pid(port: int) -> int | None:
+    """The process listening on ``port`` here (the broker), if this user may see it."""
+    try:
+        for conn in psutil.net_connections("tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return conn.pid
+    except (psutil.Error, OSError):
+        pass
+    return None
+
+
 @contextmanager
-def broker_for(settings: Settings, say: Any) -> Iterator[tuple[Settings, str]]:
-    """The configured broker, the running local one, or one started here on a free port."""
+def broker_for(settings: Settings, say: Any) -> Iterator[tuple[Settings, str, int | None]]:
+    """The configured broker, the running local one, or one started here on a free port; and its pid."""
     from ..local.kafka import LocalBroker, free_port
 
     if settings.kafka_bootstrap_servers:
-        yield settings, f"{settings.kafka_bootstrap_servers} (PPG_MI_KAFKA_BOOTSTRAP_SERVERS)"
+        first = settings.kafka_bootstrap_servers.split(",")[0]
+        port = first.rsplit(":", 1)[-1]
+        pid = listening_pid(int(port)) if port.isdigit() and first.startswith(("127.", "localhost")) else None
+        yield settings, f"{settings.kafka_bootstrap_servers} (PPG_MI_KAFKA_BOOTSTRAP_SERVERS)", pid
         return
     local = LocalBroker.for_settings(settings)
     if local.running():
-        yield settings, f"{local.bootstrap} (the running `ppg-mi kafka up` broker)"
+        yield settings, f"{local.bootstrap} (the running `ppg-mi kafka up` broker)", local.pid()
         return
     state = Path(tempfile.mkdtemp(prefix="ppg-mi-bench-kafka-"))
     port = free_port()
@@ -106,7 +169,8 @@ def broker_for(settings: Settings, say: Any) -> Iterator[tuple[Settings, str]]:
     say(f"starting a broker for the bench at {broker.bootstrap} (state {state})")
     broker.start()
     try:
-        yield own.replace(kafka_bootstrap_servers=broker.bootstrap), f"{broker.bootstrap} (started by the bench)"
+        yield (own.replace(kafka_bootstrap_servers=broker.bootstrap), f"{broker.bootstrap} (started by the bench)",
+               broker.pid())
     finally:
         say("stopping the bench's broker")
         broker.destroy()
@@ -141,27 +205,17 @@ def measure_functions(settings: Settings, models_dir: str, opts: BenchOptions, s
     data = generate(SyntheticConfig(records=256, samples=settings.samples_per_record,
                                     sampling_rate_hz=settings.sampling_rate_hz, seed=5, id_prefix="benchmicro"))
     raw = np.asarray(data.samples, dtype=np.float32)
-    say("codec: encode + decode of one recording")
+    say("codec, the filter function and the model alone")
     codec = micro.codec_us(raw[0], 2000 if opts.quick else 20000)
-    say(f"codec: {codec['encode_decode_us']:.2f} µs; filter function alone (batch 1, 64)")
-    limits: dict[str, Any] = {}
-    limits["filter"] = micro.batches(lambda x: preprocess_batch(x, band), raw, (1, 64), opts.micro_seconds)
+    limits: dict[str, Any] = {"filter": micro.batches(lambda x: preprocess_batch(x, band), raw, (64,),
+                                                      opts.micro_seconds)}
     checkpoint = load_checkpoint(ModelStore(models_dir).current_path(), band, settings.samples_per_record)
     checkpoint.warm_up(settings.samples_per_record)
-    filtered = preprocess_batch(raw, band)
-    say("model.predict_proba alone (batch 1, 64) as served, and with BLAS's default thread pool (before)")
     served = micro.blas_limited(checkpoint.predict_proba, settings.classifier_blas_threads)
-    limits["model"] = micro.batches(served, filtered, (1, 64), opts.micro_seconds)
-    limits["model"]["version"] = checkpoint.version
-    limits["model"]["blas_threads"] = settings.classifier_blas_threads
-    limits["model_blas_default"] = micro.batches(micro.blas_limited(checkpoint.predict_proba, 0), filtered, (64,),
-                                                 opts.micro_seconds)
+    limits["model"] = micro.batches(served, preprocess_batch(raw, band), (64,), opts.micro_seconds)
     say("profiling the filter's and the classifier's process() on a batch of 64 (no Kafka)")
-    profile = _profiles(settings, models_dir, data, band)
-    say("validate_samples and FilterProcessor.process before and after the validation fix")
-    validation = _validation_fix(settings, data, band, 200 if opts.quick else 2000)
-    return {"codec": codec, "limits": limits, "profile": profile, "model_version": checkpoint.version,
-            "validation_fix": validation}
+    return {"codec": codec, "limits": limits, "profile": _profiles(settings, models_dir, data, band),
+            "model_version": checkpoint.version}
 
 
 def _raw_records(settings: Settings, data: Any, n: int) -> list[Any]:
@@ -172,38 +226,6 @@ def _raw_records(settings: Settings, data: Any, n: int) -> list[Any]:
     for i in range(n):
         rec = Recording(data.record_ids[i], data.samples[i], settings.sampling_rate_hz, data.labels[i], 0, now_us())
         out.append(InputRecord(rec.record_id.encode(), rec.encode(), "raw", 0, i, 0))
-    return out
-
-
-def _validation_fix(settings: Settings, data: Any, band: Any, iterations: int) -> dict[str, float]:
-    """Same-run before/after of the validation fix: the old function swapped in, then the current one."""
-    from ..services import filter as filter_service
-    from ..signal import validate_samples
-    from .baselines import validate_samples_before
-
-    row = np.asarray(data.samples[0], dtype=np.float32)
-    records = _raw_records(settings, data, 64)
-    processor = filter_service.FilterProcessor(band, settings.samples_per_record)
-
-    def per_call_us(fn: Any, n: int) -> float:
-        best = float("inf")
-        for _ in range(3):
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            best = min(best, (time.perf_counter() - t0) / n * 1e6)
-        return best
-
-    out = {"validate_after_us": per_call_us(lambda: validate_samples(row), iterations),
-           "validate_before_us": per_call_us(lambda: validate_samples_before(row), iterations)}
-    rounds = max(3, iterations // 100)
-    out["filter_process_after_us"] = per_call_us(lambda: processor.process(records), rounds) / len(records)
-    current = filter_service.validate_samples
-    filter_service.validate_samples = validate_samples_before
-    try:
-        out["filter_process_before_us"] = per_call_us(lambda: processor.process(records), rounds) / len(records)
-    finally:
-        filter_service.validate_samples = current
     return out
 
 
@@ -225,7 +247,9 @@ def _profiles(settings: Settings, models_dir: str, data: Any, band: Any) -> dict
 
 
 def measure_kafka(settings: Settings, opts: BenchOptions, record_bytes: int, say: Any) -> dict[str, Any]:
+    """Kafka's own tools at the pipeline's record size, and transactions opened back to back."""
     from ..streaming.topics import ensure_topics
+    from .pipeline import delete_topics
     from .transactions import back_to_back_transactions
 
     topic = f"bench-{uuid.uuid4().hex[:8]}-perf"
@@ -235,38 +259,113 @@ def measure_kafka(settings: Settings, opts: BenchOptions, record_bytes: int, say
         prod = kafka_perf.producer_limit(settings, topic, opts.perf_records, record_bytes)
         say(f"  {prod['records_per_s']:.0f} records/s; Kafka ConsumerPerformance")
         cons = kafka_perf.consumer_limit(settings, topic, opts.perf_records, f"bench-perf-{uuid.uuid4().hex[:8]}")
-        say(f"  {cons['records_per_s']:.0f} records/s")
-        txn = {}
-        for key, backoff in (("configured", settings.transaction_retry_backoff_ms), ("librdkafka_default", 100)):
-            say(f"transactions back to back, retry backoff {backoff} ms")
-            txn[key] = back_to_back_transactions(settings.replace(transaction_retry_backoff_ms=backoff), topic)
-            say("  p50 {p50:.1f} ms per transaction".format(**txn[key]["total_ms"]))
+        say(f"  {cons['records_per_s']:.0f} records/s; transactions back to back")
+        txn = {"configured": back_to_back_transactions(settings, topic)}
+        say("  p50 {p50:.1f} ms per transaction".format(**txn["configured"]["total_ms"]))
     finally:
-        from .pipeline import delete_topics
-
         delete_topics(settings.replace(topic_raw=topic, topic_filtered=topic, topic_predictions=topic,
                                        topic_dlq=topic))
     return {"kafka_producer": prod, "kafka_consumer": cons, "transactions": txn}
 
 
-#: configuration that restores the behaviour before each fix, for the before → after figures
-BEFORE_BLAS_ENV = {"PPG_MI_CLASSIFIER_BLAS_THREADS": "0"}
-BEFORE_BLAS = "PPG_MI_CLASSIFIER_BLAS_THREADS=0"
-BEFORE_BATCHING_ENV = {"PPG_MI_BATCH_FILL_MS": "200"}
-BEFORE_BATCHING = "PPG_MI_BATCH_FILL_MS=200"
-BEFORE_BACKOFF_ENV = {"PPG_MI_TRANSACTION_RETRY_BACKOFF_MS": "100"}
-BEFORE_BACKOFF = "PPG_MI_TRANSACTION_RETRY_BACKOFF_MS=100"
-#: compression is every client's setting, the producer's included, so it changes the run's settings
-BEFORE_COMPRESSION = {"compression": "lz4"}
-BEFORE_COMPRESSION_LABEL = "PPG_MI_COMPRESSION=lz4"
+def _say_stage(say: Any, run: dict[str, Any]) -> None:
+    say(f"  {run['records_per_s']:.0f} records/s, {run['cpu_ms_per_record']:.3f} CPU ms per record, "
+        f"{run['cpu_share']:.2f} of a CPU")
 
 
-def _say_latency(say: Any, run: dict[str, Any]) -> None:
-    commit = run.get("commit_ms", {})
-    say("  p50 {p50:.3f} s, p95 {p95:.3f} s, p99 {p99:.3f} s".format(**run["latency_s"])
-        + "; from idle: p99 {:.3f} s".format(run["latency_cold_s"]["p99"])
-        + "; mean commit: filter {} ms, classifier {} ms".format(
-            *(f"{commit[k]:.0f}" if commit.get(k) is not None else "?" for k in ("filter", "classifier"))))
+def measure_stages(settings: Settings, models_dir: str, opts: BenchOptions, work: Path, broker_pid: int | None,
+                   say: Any) -> dict[str, Any]:
+    """The producer alone on a backlog, then each stage alone draining it, as configured and per knob."""
+    logs = work / "logs"
+    backlog = stages.Backlog(settings.replace(models_dir=models_dir), opts.backlog_records)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    knobs = stage_knobs(opts.quick)
+    try:
+        produced = stages.produce_backlog(backlog, logs, broker_pid, progress=say)
+        say(f"  producer: {produced['records_per_s']:.0f} records/s, {produced['cpu_ms_per_record']:.3f} CPU ms "
+            "per record")
+        for round_ in range(1, opts.repeats + 1):
+            plan: list[tuple[str, Knob | None]] = [("identity", None), ("filter", None)]
+            plan += [(k.stage, k) for k in knobs]
+            for stage, knob in plan:
+                key = stage if knob is None else f"{stage}: {knob.label}"
+                say(f"round {round_}/{opts.repeats}, {key}")
+                run_settings = knob.applied(backlog.base) if knob else backlog.base
+                label = f"{stage}-r{round_}" + (f"-k{knobs.index(knob)}" if knob else "")
+                run = stages.drain(backlog, stage, "raw", logs, broker_pid, settings=run_settings, label=label,
+                                   keep_output=label == "filter-r1", progress=say)
+                run["knob_label"] = knob.label if knob else ""
+                runs.setdefault(key, []).append(run)
+                _say_stage(say, run)
+            # the classifier drains what the first round's filter wrote (at least 90 % of the backlog)
+            say(f"round {round_}/{opts.repeats}, classifier")
+            run = stages.drain(backlog, "classifier", "filter-r1-out", logs, broker_pid,
+                               label=f"classifier-r{round_}", records=int(0.9 * backlog.records), progress=say)
+            run["knob_label"] = ""
+            runs.setdefault("classifier", []).append(run)
+            _say_stage(say, run)
+    finally:
+        backlog.close()
+    best = {key: dict(max(each, key=lambda r: r["records_per_s"]), each=[r["records_per_s"] for r in each])
+            for key, each in runs.items()}
+    return {
+        "backlog": produced,
+        "stages": {key: best[key] for key in ("identity", "filter", "classifier")},
+        "filter_before": best[f"filter: {FILTER_BEFORE.label}"],
+        "stage_knobs": [best[key] for key in best if key not in ("identity", "classifier")],
+    }
+
+
+def measure_pipeline(settings: Settings, models_dir: str, opts: BenchOptions, work: Path, broker_pid: int | None,
+                     say: Any) -> dict[str, Any]:
+    """One and two classifiers draining a backlog end to end; latency at half load, as configured and per knob."""
+    logs = work / "logs"
+    n = opts.pipeline_records
+    runs: dict[str, list[dict[str, Any]]] = {}
+    warm = opts.latency_warm_up_seconds
+    half = lat_n = 0.0
+    seed = 101
+    for round_ in range(1, opts.repeats + 1):
+        for key, label, classifiers in (("one_classifier", "one classifier", 1),
+                                        ("two_classifiers", "two classifiers", 2)):
+            say(f"round {round_}/{opts.repeats}, {label}: {n} records as fast as possible")
+            run = run_pipeline(settings, models_dir, logs, records=n, classifiers=classifiers, seed=seed,
+                               broker_pid=broker_pid, progress=say, label=label)
+            seed += 1
+            runs.setdefault(key, []).append(run)
+            say(f"  {run['records_per_s']:.1f} records/s sustained")
+        if not half:
+            # half of the first one-classifier rate: the same offered load for every latency run
+            half = runs["one_classifier"][0]["records_per_s"] / 2
+            lat_n = max(50, int(half * (opts.latency_seconds + warm)))
+        for knob in [None, *latency_knobs(opts.quick)]:
+            key = "latency" if knob is None else f"latency: {knob.label}"
+            say(f"round {round_}/{opts.repeats}, half load {knob.label if knob else 'as configured'}: {int(lat_n)} "
+                f"records at {half:.1f}/s (the first {warm:.0f} s warm the pipeline up)")
+            run = run_pipeline(knob.applied(settings) if knob else settings, models_dir, logs, records=int(lat_n),
+                               classifiers=1, rate=half, warm_up_s=warm, seed=seed, broker_pid=broker_pid,
+                               progress=say, label=key)
+            run["knob_label"] = knob.label if knob else ""
+            seed += 1
+            runs.setdefault(key, []).append(run)
+            say("  p50 {p50:.3f} s, p99 {p99:.3f} s".format(**run["latency_s"]))
+    pipeline: dict[str, Any] = {}
+    for key, each in runs.items():
+        if key.startswith("latency"):
+            best = min(each, key=lambda r: r["latency_s"]["p99"])
+            pipeline[key] = dict(best, each_p99=[r["latency_s"]["p99"] for r in each])
+        else:
+            best = max(each, key=lambda r: r["records_per_s"])
+            pipeline[key] = dict(best, each=[r["records_per_s"] for r in each])
+    return pipeline
+
+
+def _scaling_figures(out_md: str) -> dict[str, Any] | None:
+    """docs/scaling.json beside the page, written by `ppg-mi bench scaling` (goal 5's verdict)."""
+    try:
+        return json.loads((Path(out_md).parent / "scaling.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str, Any]:
@@ -276,109 +375,40 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
         # SIGTERM unwinds like Ctrl-C, so the child processes and the bench's broker are stopped
         signal.signal(signal.SIGTERM, _interrupt)
     settings = settings or Settings.from_env()
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     meta: dict[str, Any] = {
-        "started": started, "quick": opts.quick, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-        "memory_gb": psutil.virtual_memory().total / 2**30, "python": platform.python_version(),
-        "kafka_version": settings.kafka_version, "load_start": list(os.getloadavg()),
-        "samples_per_record": settings.samples_per_record, "partitions": settings.topic_partitions,
-        "batch": (f"≤ {settings.batch_max_records} records: what is fetched when the first arrives "
-                  f"(+{settings.batch_fill_ms} ms)"),
-        "classifier_blas_threads": settings.classifier_blas_threads,
-        "batch_max_records": settings.batch_max_records,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": opts.quick,
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "memory_gb": psutil.virtual_memory().total / 2**30,
+        "python": platform.python_version(), "kafka_version": settings.kafka_version,
+        "load_start": list(os.getloadavg()), "samples_per_record": settings.samples_per_record,
+        "partitions": settings.topic_partitions, "batch_max_records": settings.batch_max_records,
+        "fetch_queue_backoff_ms": settings.fetch_queue_backoff_ms, "repeats": opts.repeats,
     }
     say(f"{meta['cpu_count']} CPUs ({meta['cpu_model']}), load {os.getloadavg()[0]:.2f}; "
         f"{'quick' if opts.quick else 'full'} run")
     results: dict[str, Any] = {"meta": meta}
     work = Path(tempfile.mkdtemp(prefix="ppg-mi-bench-"))
     say(f"services' logs in {work / 'logs'} (removed after a successful run)")
-    with broker_for(settings, say) as (live, broker_label):
+    with broker_for(settings, say) as (live, broker_label, broker_pid):
         meta["broker"] = broker_label
+        meta["broker_cpu_measured"] = broker_pid is not None
         models_dir = _model_store(live, opts, work, say)
         fn = measure_functions(live, models_dir, opts, say)
-        results["codec"] = fn["codec"]
-        results["profile"] = fn["profile"]
-        results["validation_fix"] = fn["validation_fix"]
+        results.update(codec=fn["codec"], profile=fn["profile"])
         meta["model_version"] = fn["model_version"]
         meta["record_bytes"] = fn["codec"]["record_bytes"]
-        limits = fn["limits"]
-        limits.update(measure_kafka(live, opts, fn["codec"]["record_bytes"], say))
-        results["limits"] = limits
-        pipeline: dict[str, Any] = {}
-        results["pipeline"] = pipeline
-        n = opts.pipeline_records
-        logs = work / "logs"
-        # The broker's JVM compiles its hot paths during the first pipeline runs; unwarmed, the
-        # first measured run was the slowest of a run by up to a third, whatever it measured.
-        warm_n = max(200, n // 3)
-        meta["warm_up_records"] = warm_n
-        say(f"warming the broker up: one pipeline run of {warm_n} records (not reported)")
-        run_pipeline(live, models_dir, logs, records=warm_n, classifiers=1, seed=100, label="warm-up")
-        # Each configuration runs opts.repeats times, the rounds interleaved so that a drift of the
-        # machine over the minutes favours no configuration; the best run of each is reported.
-        throughput = (
-            ("one_classifier", "one classifier", 1, live, None),
-            ("two_classifiers", "two classifiers", 2, live, None),
-            ("one_classifier_before", f"one classifier, before the BLAS fix ({BEFORE_BLAS})", 1, live,
-             BEFORE_BLAS_ENV),
-            ("one_classifier_lz4", f"one classifier, before the compression fix ({BEFORE_COMPRESSION_LABEL})", 1,
-             live.replace(**BEFORE_COMPRESSION), None),
-        )
-        latency = (
-            ("latency", "half load", live, None),
-            ("latency_before_backoff", f"half load, before the retry-backoff fix ({BEFORE_BACKOFF})", live,
-             BEFORE_BACKOFF_ENV),
-            ("latency_before_batching", f"half load, before the batching fix ({BEFORE_BATCHING})", live,
-             BEFORE_BATCHING_ENV),
-            ("latency_before", "half load, before all four fixes", live.replace(**BEFORE_COMPRESSION),
-             {**BEFORE_BACKOFF_ENV, **BEFORE_BATCHING_ENV, **BEFORE_BLAS_ENV}),
-        )
-        runs: dict[str, list[dict[str, Any]]] = {}
-        warm = opts.latency_warm_up_seconds
-        meta["latency_warm_up_s"] = warm
-        meta["repeats"] = opts.repeats
-        half = lat_n = 0
-        seed = 101
-        for round_ in range(1, opts.repeats + 1):
-            for key, label, classifiers, base, env in throughput:
-                say(f"round {round_}/{opts.repeats}, {label}: {n} records as fast as possible")
-                run = run_pipeline(base, models_dir, logs, records=n, classifiers=classifiers, seed=seed,
-                                   extra_env=env, progress=say, label=label)
-                seed += 1
-                runs.setdefault(key, []).append(run)
-                say(f"  {run['records_per_s']:.1f} records/s sustained")
-            if not half:
-                # half of the first one-classifier rate, the same offered load for every latency run
-                half = runs["one_classifier"][0]["records_per_s"] / 2
-                lat_n = max(50, int(half * (opts.latency_seconds + warm)))
-            for key, label, base, env in latency:
-                say(f"round {round_}/{opts.repeats}, latency, {label}: {lat_n} records at {half:.1f}/s "
-                    f"(the first {warm:.0f} s warm the pipeline up)")
-                run = run_pipeline(base, models_dir, logs, records=lat_n, classifiers=1, rate=half,
-                                   warm_up_s=warm, seed=seed, stage_env=env, progress=say, label=label)
-                seed += 1
-                runs.setdefault(key, []).append(run)
-                _say_latency(say, run)
-        for key, _, _, _, _ in throughput:
-            pipeline[key] = max(runs[key], key=lambda r: r["records_per_s"])
-        for key, _, _, _ in latency:
-            pipeline[key] = min(runs[key], key=lambda r: r["latency_s"]["p99"])
-        results["pipeline_runs"] = {key: [{"records_per_s": r["records_per_s"],
-                                           "classifier_records_per_cpu_s": r["classifier_records_per_cpu_s"],
-                                           "p99_s": r["latency_s"]["p99"] if r.get("rate") else None}
-                                          for r in each] for key, each in runs.items()}
+        results["limits"] = {**fn["limits"], **measure_kafka(live, opts, fn["codec"]["record_bytes"], say)}
+        # the stage-alone runs come first: they also warm the broker's JVM up for the pipeline runs
+        results.update(measure_stages(live, models_dir, opts, work, broker_pid, say))
+        results["pipeline"] = measure_pipeline(live, models_dir, opts, work, broker_pid, say)
     meta["load_end"] = list(os.getloadavg())
     meta["duration_s"] = time.monotonic() - clock.t0
-    meta["load_note"] = (
-        f"The machine has {meta['cpu_count']} CPUs shared by everything running on it; a 1-minute load "
-        f"average above the CPU count (start {meta['load_start'][0]:.2f}, end {meta['load_end'][0]:.2f}) "
-        "means other work competed with the benchmark and the absolute figures are low. The ratios "
-        "compare figures taken in the same run, minutes apart: when the machine's load changes between "
-        "them, so do the ratios (the CPU share column shows how much of a core each measurement got).")
-    from .findings import fixes_and_notes
-
-    results["fixes"], results["notes"] = fixes_and_notes(results)
-    finish(results)
+    if max(meta["load_start"][0], meta["load_end"][0]) > (meta["cpu_count"] or 1) * 1.25:
+        meta["load_note"] = (
+            f"**Measured on a busy machine** (1-minute load {meta['load_start'][0]:.1f} at the start, "
+            f"{meta['load_end'][0]:.1f} at the end, on {meta['cpu_count']} CPUs): other work took CPU from every "
+            "process measured, so rates and ratios are low and noisy; rerun on a quiet machine for the figures "
+            "to quote.")
+    finish(results, _scaling_figures(opts.out_md))
     write_reports(results, opts.out_json, opts.out_md)
     # the services' logs and the bench's model are kept only when a run fails (for the diagnosis)
     shutil.rmtree(work, ignore_errors=True)

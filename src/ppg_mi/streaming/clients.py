@@ -92,6 +92,12 @@ def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str
         # so a slow stage grows lag on the broker, not memory in the process.
         "queued.max.messages.kbytes": settings.queued_max_kbytes,
         "queued.min.messages": max(settings.batch_max_records * 4, 1000),
+        # once a cap is reached librdkafka waits this long before fetching again (1000 ms by default):
+        # a stage that empties its queue sooner then idles, which held the filter at half a CPU
+        "fetch.queue.backoff.ms": settings.fetch_queue_backoff_ms,
+        # how long a fetch waits at the broker for records: librdkafka's 500 ms default was most of a
+        # record's wait between the filter and the classifier at half load (the bench's latency runs)
+        "fetch.wait.max.ms": settings.fetch_wait_max_ms,
         "fetch.max.bytes": max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
         "max.partition.fetch.bytes": settings.max_message_bytes + 4096,
         # a killed member keeps its partitions this long (a replacement pod waits for it); a broker

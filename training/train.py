@@ -36,6 +36,8 @@ class TrainConfig:
     #: wrap the kind in :class:`OperatingPoint`: calibrated MI probability and a threshold chosen on
     #: held-out folds for this MI sensitivity (None: the kind's own scores, argmax decision)
     target_sensitivity: float | None = None
+    #: folds of the out-of-fold scores the calibration and the threshold are fitted on (each costs a fit)
+    calibration_folds: int = 5
 
 
 def preprocessable(dataset: Dataset, band: BandPass) -> tuple[np.ndarray, np.ndarray, int]:
@@ -54,10 +56,11 @@ def preprocessable(dataset: Dataset, band: BandPass) -> tuple[np.ndarray, np.nda
 
 def fit_and_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
                   y_test: np.ndarray, seed: int, n_jobs: int, sampling_rate_hz: float | None = None,
-                  target_sensitivity: float | None = None) -> tuple[Any, dict[str, Any]]:
+                  target_sensitivity: float | None = None, calibration_folds: int = 5) -> tuple[Any, dict[str, Any]]:
     estimator: Any = build_estimator(kind, seed, n_jobs, sampling_rate_hz)
     if target_sensitivity is not None:
-        estimator = OperatingPoint(estimator, target_sensitivity=target_sensitivity, random_state=seed)
+        estimator = OperatingPoint(estimator, target_sensitivity=target_sensitivity, folds=calibration_folds,
+                                   random_state=seed)
     started = time.perf_counter()
     estimator.fit(x_train[:, np.newaxis, :], y_train)
     fit_s = time.perf_counter() - started
@@ -77,12 +80,13 @@ def fit_and_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: n
 
 
 def cross_validate(kind: str, x: np.ndarray, y: np.ndarray, folds: int, seed: int, n_jobs: int,
-                   sampling_rate_hz: float | None = None, target_sensitivity: float | None = None) -> dict[str, Any]:
+                   sampling_rate_hz: float | None = None, target_sensitivity: float | None = None,
+                   calibration_folds: int = 5) -> dict[str, Any]:
     """Mean and standard deviation of each metric over stratified k folds."""
     per_fold = []
     for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
         _, m = fit_and_score(kind, x[train_idx], y[train_idx], x[test_idx], y[test_idx], seed, n_jobs,
-                             sampling_rate_hz, target_sensitivity)
+                             sampling_rate_hz, target_sensitivity, calibration_folds)
         per_fold.append(m)
     summary: dict[str, Any] = {"folds": folds}
     for key in ("accuracy", "macro_f1", "sensitivity_mi", "specificity", "roc_auc", "brier", "calibration_error"):
@@ -108,14 +112,14 @@ def train(dataset: Dataset, band: BandPass, cfg: TrainConfig, models_dir: str | 
              extra={"sampling_rate_hz": rate, "source": dataset.source})
     log.info("fitting", extra={"kind": cfg.kind, "train": len(y_train), "test": len(y_test)})
     estimator, held_out = fit_and_score(cfg.kind, x_train, y_train, x_test, y_test, cfg.seed, cfg.n_jobs, rate,
-                                        cfg.target_sensitivity)
+                                        cfg.target_sensitivity, cfg.calibration_folds)
     timing = {"held_out_fit_seconds": held_out.pop("timing")["fit_seconds"]}
     metrics: dict[str, Any] = {"held_out": held_out, "refused_recordings": refused}
     if cfg.folds >= 2:
         log.info("cross-validating", extra={"folds": cfg.folds})
         started = time.perf_counter()
         metrics["cross_validation"] = cross_validate(cfg.kind, x, y, cfg.folds, cfg.seed, cfg.n_jobs, rate,
-                                                       cfg.target_sensitivity)
+                                                       cfg.target_sensitivity, cfg.calibration_folds)
         timing["cross_validation_seconds"] = round(time.perf_counter() - started, 3)
     card = make_card(
         kind=cfg.kind,

@@ -159,6 +159,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from training.train import TrainConfig, train
 
+    from .config import parse_target_sensitivity
+    from .model.checkpoint import operating_point
     from .model.numba_cache import use_numba_cache
     from .observability.logs import configure
     from .signal import BandPass
@@ -167,18 +169,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     use_numba_cache(settings.numba_cache_dir)
     configure(settings.log_level, settings.log_format)
     dataset = _dataset(args, settings)
+    # --target-sensitivity overrides PPG_MI_TARGET_SENSITIVITY; both: 0 or empty = no operating point
+    raw_target = settings.target_sensitivity if args.target_sensitivity is None else args.target_sensitivity
+    try:
+        target = parse_target_sensitivity(raw_target)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cfg = TrainConfig(kind=args.kind or settings.model_kind, seed=args.seed, folds=args.folds,
-                      test_size=args.test_size)
+                      test_size=args.test_size, target_sensitivity=target)
     path, card = train(dataset, BandPass.from_settings(settings), cfg, args.out, make_current=not args.no_current)
     print(json.dumps({"checkpoint": str(path), "version": card["version"],
-                      "held_out": card["metrics"]["held_out"]}, indent=2))
+                      "operating_point": operating_point(card), "held_out": card["metrics"]["held_out"]}, indent=2))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .data import read_csv
     from .model import ModelStore, load_checkpoint
-    from .model.metrics import POSITIVE, classification_metrics
+    import numpy as np
+
+    from .model.metrics import POSITIVE, calibration_metrics, classification_metrics
     from .model.numba_cache import use_numba_cache
     from .signal import BandPass, preprocess_batch
 
@@ -193,9 +204,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("error: evaluation needs a labelled CSV (a Label column)", file=sys.stderr)
         return 2
     x = preprocess_batch(dataset.samples, BandPass.from_settings(settings))
-    proba = checkpoint.predict_proba(x)
-    pred = [checkpoint.classes[i] for i in proba.argmax(axis=1)]
-    result = classification_metrics(dataset.labels, pred, proba[:, checkpoint.classes.index(POSITIVE)])
+    # the decision the classifier service makes: the model's operating point, else the argmax
+    proba, pred = checkpoint.decide(x)
+    mi = proba[:, checkpoint.classes.index(POSITIVE)]
+    result = classification_metrics(dataset.labels, list(pred), mi)
+    result.update(calibration_metrics(np.asarray(dataset.labels, dtype=object) == POSITIVE, mi))
+    result["threshold"] = checkpoint.threshold
     result["model_version"] = checkpoint.version
     result["invalid_rows"] = len(dataset.errors)
     print(json.dumps(result))
@@ -414,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", help="estimator (PPG_MI_MODEL_KIND); see docs/model.md")
     p.add_argument("--folds", type=int, default=5, help="stratified k-fold evaluation (0 to skip)")
     p.add_argument("--test-size", type=float, default=0.2, help="held-out share")
+    p.add_argument("--target-sensitivity", metavar="P",
+                   help="MI sensitivity to set the operating point for (PPG_MI_TARGET_SENSITIVITY, default 0.95): "
+                        "the MI score is calibrated on out-of-fold scores and the decision threshold is the highest "
+                        "calibrated MI probability that still catches this share of MI recordings on held-out folds; "
+                        "the classifier and `ppg-mi evaluate` decide with it. A higher P misses fewer MIs and raises "
+                        "more false alarms. 0 or '': no operating point (argmax of the kind's own scores). Costs "
+                        "folds+1 fits instead of one per model fitted")
     p.add_argument("--no-current", action="store_true", help="do not point `current` at the new checkpoint")
 
     p = add("evaluate", cmd_evaluate, "Evaluate a checkpoint on a labelled CSV; prints one JSON object.")

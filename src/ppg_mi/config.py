@@ -127,6 +127,12 @@ class Settings:
     models_dir: str = _setting("models", "Model store: one directory per checkpoint and a `current` pointer.")
     model_reload_interval_s: float = _setting(5.0, "How often the classifier checks `current` for a new model.")
     model_kind: str = _setting("minirocket", "Estimator `ppg-mi train` fits by default (see docs/model.md).")
+    target_sensitivity: str = _setting(
+        "0.95", "MI sensitivity `ppg-mi train` sets the model's operating point for: the MI score is calibrated "
+        "(Platt scaling on out-of-fold scores) and the decision threshold is the highest calibrated probability "
+        "that still reaches this sensitivity on held-out folds; the classifier and `ppg-mi evaluate` decide with "
+        "it. 0 or empty: no operating point (the kind's own scores, argmax). See docs/model.md."
+    )
     classifier_blas_threads: int = _setting(
         1, "BLAS threads of the classifier; 0 keeps the library's default (one per CPU, spinning between calls)."
     )
@@ -203,6 +209,7 @@ class Settings:
             raise ConfigError(f"PPG_MI_COMPRESSION must be one of {', '.join(COMPRESSION_CODECS)}, got {self.compression!r}")
         if self.log_format not in ("auto", "json", "text"):
             raise ConfigError("PPG_MI_LOG_FORMAT must be auto, json or text")
+        parse_target_sensitivity(self.target_sensitivity)   # raises ConfigError when out of range
 
     @property
     def kafka_home(self) -> Path:
@@ -225,6 +232,20 @@ class Settings:
     def as_env(self) -> dict[str, str]:
         """These settings as ``PPG_MI_*`` variables, to hand to a child process."""
         return {ENV_PREFIX + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def parse_target_sensitivity(raw: str | float | None) -> float | None:
+    """PPG_MI_TARGET_SENSITIVITY as a number in (0, 1], or None for "no operating point" (0 or empty)."""
+    text = "" if raw is None else str(raw).strip()
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        raise ConfigError(f"PPG_MI_TARGET_SENSITIVITY={raw!r} is not a number (0 or empty: no operating point)") from None
+    if value == 0.0:
+        return None
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"PPG_MI_TARGET_SENSITIVITY must lie in (0, 1] (0 or empty: no operating point), got {raw!r}")
+    return value
 
 
 def _parse(name: str, raw: str, type_: Any) -> Any:

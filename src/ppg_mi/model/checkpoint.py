@@ -28,6 +28,7 @@ import joblib
 import numpy as np
 
 from ..signal import BandPass
+from .metrics import POSITIVE
 
 ESTIMATOR_FILE = "estimator.joblib"
 CARD_FILE = "model-card.json"
@@ -104,9 +105,33 @@ class Checkpoint:
         order = [est_classes.index(c) for c in self.classes]
         return np.asarray(proba)[:, order]
 
-    def predict(self, preprocessed: np.ndarray) -> np.ndarray:
+    @property
+    def threshold(self) -> float | None:
+        """The MI probability at or above which a recording is MI (the operating point); None: argmax."""
+        value = getattr(self.estimator, "threshold_", None)
+        return None if value is None else float(value)
+
+    def decide(self, preprocessed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and the decided label of each recording, from one ``predict_proba``.
+
+        A model with an operating point decides ``MI`` when its (calibrated) MI probability
+        reaches :attr:`threshold`, as its ``predict`` does; any other model by the argmax.
+        """
         proba = self.predict_proba(preprocessed)
-        return np.array(self.classes, dtype=object)[proba.argmax(axis=1)]
+        classes = np.array(self.classes, dtype=object)
+        threshold = self.threshold
+        if threshold is None or POSITIVE not in self.classes or len(self.classes) != 2:
+            return proba, classes[proba.argmax(axis=1)]
+        is_mi = proba[:, self.classes.index(POSITIVE)] >= threshold
+        negative = next(c for c in self.classes if c != POSITIVE)
+        return proba, np.where(is_mi, POSITIVE, negative).astype(object)
+
+    def predict(self, preprocessed: np.ndarray) -> np.ndarray:
+        return self.decide(preprocessed)[1]
+
+    @property
+    def operating_point(self) -> dict[str, Any] | None:
+        return operating_point(self.card)
 
     def warm_up(self, n_samples: int) -> float:
         """Run one prediction so numba compiles before the service reports ready; returns seconds."""
@@ -114,6 +139,33 @@ class Checkpoint:
         rng = np.random.default_rng(0)
         self.predict_proba(rng.standard_normal((2, n_samples)).astype(np.float32))
         return time.perf_counter() - started
+
+
+def operating_point(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The card's operating point: threshold, target sensitivity and held-out validation; None without one.
+
+    ``ppg_mi.model.estimators.describe_estimator`` writes them into ``params`` for a model wrapped in
+    ``OperatingPoint``.
+    """
+    params = card.get("params")
+    if not isinstance(params, dict) or params.get("threshold") is None:
+        return None
+    validation = params.get("validation") if isinstance(params.get("validation"), dict) else {}
+    return {
+        "threshold": _number(params.get("threshold")),
+        "target_sensitivity": _number(params.get("target_sensitivity")),
+        "validation_sensitivity": _number(validation.get("sensitivity_mi")),
+        "validation_specificity": _number(validation.get("specificity")),
+        "validation_brier": _number(validation.get("brier")),
+        "validation_calibration_error": _number(validation.get("calibration_error")),
+    }
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def make_card(
@@ -257,6 +309,7 @@ def load_checkpoint(
 
 __all__ = [
     "DIGEST_FIELD", "Checkpoint", "ModelCardMismatch", "ModelDigestMismatch", "ModelError", "check_card",
-    "fingerprint", "library_versions", "load_checkpoint", "make_card", "read_card", "read_verified_estimator",
+    "fingerprint", "library_versions", "load_checkpoint", "make_card", "operating_point", "read_card",
+    "read_verified_estimator",
     "save_checkpoint", "sha256_hex",
 ]

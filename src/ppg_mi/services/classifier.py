@@ -218,11 +218,12 @@ class ClassifierProcessor:
         if valid:
             checkpoint = self.models.checkpoint
             assert checkpoint is not None, "the loop starts only once a model is served"
-            proba = checkpoint.predict_proba(np.vstack([rec.samples for _, rec in valid]))
+            # the model's operating point decides (threshold on the calibrated MI probability), else the argmax
+            proba, decided = checkpoint.decide(np.vstack([rec.samples for _, rec in valid]))
             classes = checkpoint.classes
+            point = checkpoint.operating_point or {}
             stamp = now_us()
-            for (i, rec), row in zip(valid, proba):
-                predicted = classes[int(row.argmax())]
+            for (i, rec), row, predicted in zip(valid, proba, decided):
                 prediction = Prediction(
                     record_id=rec.record_id,
                     predicted_label=predicted,
@@ -233,6 +234,11 @@ class ClassifierProcessor:
                     produced_us=rec.produced_us,
                     filtered_us=rec.filtered_us,
                     predicted_us=stamp,
+                    threshold=checkpoint.threshold,
+                    target_sensitivity=point.get("target_sensitivity"),
+                    validation_sensitivity=point.get("validation_sensitivity"),
+                    validation_specificity=point.get("validation_specificity"),
+                    validation_brier=point.get("validation_brier"),
                 )
                 latency = max(prediction.latency_s, 0.0) if rec.produced_us else None
                 # counted once its transaction commits: an aborted and redone batch counts once

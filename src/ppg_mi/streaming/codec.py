@@ -21,7 +21,9 @@ from .exceptions import DecodeError
 SCHEMA_RECORDING = 1
 SCHEMA_PREDICTION = 2
 VERSION_RECORDING = 1
-VERSION_PREDICTION = 1
+#: written by this code; version 1 (no operating point) is still read
+VERSION_PREDICTION = 2
+PREDICTION_VERSIONS_READ = (1, 2)
 
 #: label codes on the wire; -1 means "no true label"
 LABELS = ("Normal", "MI")
@@ -32,6 +34,9 @@ _RECORDING = struct.Struct("<BBbBHHfqqI")
 # schema, version, true_label, predicted_label, shard, id_len, version_len, n_scores,
 # produced_us, filtered_us, predicted_us
 _PREDICTION = struct.Struct("<BBbbHHHHqqq")
+# version 2 appends after the scores: threshold, target sensitivity, validation sensitivity,
+# specificity and Brier score of the model's operating point (NaN: none)
+_OPERATING_POINT = struct.Struct("<fffff")
 _PREFIX = struct.Struct("<BB")
 _F32 = np.dtype("<f4")
 
@@ -99,6 +104,19 @@ class Prediction:
     produced_us: int = 0
     filtered_us: int = 0
     predicted_us: int = 0
+    #: the model's operating point: ``predicted_label`` is MI when ``scores["MI"]`` (then a calibrated
+    #: probability) reaches it; None for a model without one (the label is the argmax of the scores)
+    threshold: float | None = None
+    #: the MI sensitivity the threshold was chosen for, and the held-out (out-of-fold) sensitivity,
+    #: specificity and Brier score it gave at training time (model card ``params.validation``)
+    target_sensitivity: float | None = None
+    validation_sensitivity: float | None = None
+    validation_specificity: float | None = None
+    validation_brier: float | None = None
+
+    def operating_point_fields(self) -> tuple[float | None, ...]:
+        return (self.threshold, self.target_sensitivity, self.validation_sensitivity,
+                self.validation_specificity, self.validation_brier)
 
     def encode(self) -> bytes:
         rid = self.record_id.encode("utf-8")
@@ -117,7 +135,8 @@ class Prediction:
             self.filtered_us,
             self.predicted_us,
         )
-        return b"".join((header, rid, version, scores.tobytes()))
+        operating_point = _OPERATING_POINT.pack(*(math.nan if v is None else v for v in self.operating_point_fields()))
+        return b"".join((header, rid, version, scores.tobytes(), operating_point))
 
     @property
     def latency_s(self) -> float:
@@ -187,11 +206,16 @@ def decode_keyed_recording(key: bytes | None, data: bytes) -> Recording:
     return rec
 
 def decode_prediction(data: bytes) -> Prediction:
-    _prefix(data, SCHEMA_PREDICTION, VERSION_PREDICTION)
+    """Decode a prediction of version 2, or of version 1 (before operating points: those fields None)."""
+    read_version = VERSION_PREDICTION
+    if len(data) >= _PREFIX.size and _PREFIX.unpack_from(data)[1] in PREDICTION_VERSIONS_READ:
+        read_version = _PREFIX.unpack_from(data)[1]
+    _prefix(data, SCHEMA_PREDICTION, read_version)
     if len(data) < _PREDICTION.size:
         raise DecodeError("truncated", f"{len(data)} bytes is shorter than the {_PREDICTION.size}-byte header")
     (_, _, true, pred, shard, id_len, v_len, n, produced, filtered, predicted) = _PREDICTION.unpack_from(data)
-    expected = _PREDICTION.size + id_len + v_len + 4 * n
+    trailer = _OPERATING_POINT.size if read_version >= 2 else 0
+    expected = _PREDICTION.size + id_len + v_len + 4 * n + trailer
     if len(data) != expected:
         raise DecodeError("length_mismatch", f"{len(data)} bytes, header announces {expected}")
     if id_len == 0 or n != len(LABELS):
@@ -203,6 +227,11 @@ def decode_prediction(data: bytes) -> Prediction:
     predicted_label = _label(pred)
     if predicted_label is None:
         raise DecodeError("missing_field", "no predicted label")
+    operating_point: tuple[float | None, ...] = (None, None, None, None, None)
+    if trailer:
+        operating_point = tuple(None if math.isnan(v) else float(v)
+                                for v in _OPERATING_POINT.unpack_from(data, expected - trailer))
+    threshold, target, sensitivity, specificity, brier = operating_point
     return Prediction(
         record_id=rid,
         predicted_label=predicted_label,
@@ -213,4 +242,9 @@ def decode_prediction(data: bytes) -> Prediction:
         produced_us=produced,
         filtered_us=filtered,
         predicted_us=predicted,
+        threshold=threshold,
+        target_sensitivity=target,
+        validation_sensitivity=sensitivity,
+        validation_specificity=specificity,
+        validation_brier=brier,
     )

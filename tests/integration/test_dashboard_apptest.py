@@ -25,6 +25,10 @@ from ..helpers import wait_for
 pytestmark = pytest.mark.integration
 
 
+OPERATING_POINT = dict(threshold=0.25, target_sensitivity=0.95, validation_sensitivity=0.96,
+                       validation_specificity=0.85, validation_brier=0.1)
+
+
 def make_predictions(n: int, seed: int = 0, labelled: bool = True, shards: int = 2,
                      prefix: str = "dash") -> list[Prediction]:
     rng = np.random.default_rng(seed)
@@ -35,9 +39,11 @@ def make_predictions(n: int, seed: int = 0, labelled: bool = True, shards: int =
         predicted = true if rng.random() < 0.8 else ("MI" if true == "Normal" else "Normal")
         score = float(rng.uniform(0.5, 1.0) if predicted == "MI" else rng.uniform(0.0, 0.5))
         t = base - (n - i) * 10_000
+        # test-v1 has an operating point (issue 19), test-v2 decides by argmax
+        point = OPERATING_POINT if i % 3 else {}
         out.append(Prediction(f"{prefix}-{i}", predicted, {"Normal": 1 - score, "MI": score},
                               "test-v1" if i % 3 else "test-v2", true if labelled else None, i % shards,
-                              t - 40_000, t - 20_000, t))
+                              t - 40_000, t - 20_000, t, **point))
     return out
 
 
@@ -124,6 +130,15 @@ def test_page_shows_what_the_broker_holds_counting_each_recording_once(broker_se
     assert metric(at, "Accuracy (running)") == f"{accuracy:.3f}"
     for label in ("Macro-F1 (running)", "MI sensitivity (running)", "Specificity (running)"):
         assert metric(at, label) not in (None, "–")
+
+    # each model version's operating point, from the predictions' fields (the page reads no model store)
+    versions = next(d.value for d in at.dataframe if "MI threshold" in d.value.columns).set_index("model version")
+    assert versions.loc["test-v1", "MI threshold"] == pytest.approx(0.25)
+    assert versions.loc["test-v1", "target sensitivity"] == pytest.approx(0.95)
+    assert versions.loc["test-v1", "validation specificity"] == pytest.approx(0.85)
+    assert versions.loc["test-v1", "validation Brier"] == pytest.approx(0.1)
+    assert np.isnan(versions.loc["test-v2", "MI threshold"])
+    assert any("Operating point" in c.value for c in at.caption)
 
     # the newest record is selected by default and its raw and filtered waveforms are cached
     assert at.selectbox(key="record").value == predictions[-1].record_id

@@ -200,6 +200,23 @@ def test_headline_latency_throughput_versions_alerts() -> None:
     assert v.latency_trend(df)["p95 s"].max() <= 1.0
 
 
+def test_model_versions_show_each_versions_operating_point_from_its_predictions() -> None:
+    point = dict(threshold=0.31, target_sensitivity=0.95, validation_sensitivity=0.96, validation_specificity=0.84,
+                 validation_brier=0.11)
+    with_point = [Prediction(f"op-{i}", "MI", {"Normal": 0.6, "MI": 0.4}, "v-op", "MI", 0, T0, T0, T0 + i, **point)
+                  for i in range(3)]
+    argmax = [pred(10 + i, version="v-argmax") for i in range(2)]
+    table = v.model_versions(store_of(with_point + argmax).frame()).set_index("model version")
+    assert table.loc["v-op", "MI threshold"] == pytest.approx(0.31)
+    assert table.loc["v-op", "target sensitivity"] == pytest.approx(0.95)
+    assert table.loc["v-op", "validation sensitivity"] == pytest.approx(0.96)
+    assert table.loc["v-op", "validation specificity"] == pytest.approx(0.84)
+    assert table.loc["v-op", "validation Brier"] == pytest.approx(0.11)
+    assert np.isnan(table.loc["v-argmax", "MI threshold"])           # decides by argmax: no threshold shown
+    # no version with an operating point: no such columns
+    assert "MI threshold" not in v.model_versions(store_of(argmax).frame()).columns
+
+
 # --- bounds on what anyone can write (issue 18 item 9) ------------------------------
 def test_model_versions_are_bounded_and_the_overflow_is_counted_exactly_under_other() -> None:
     store = PredictionStore(10_000, max_versions=5)

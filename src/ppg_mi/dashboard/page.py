@@ -82,7 +82,13 @@ def render_live(runtime: DashboardRuntime) -> None:
         _bars(v.class_distribution(df), 220)
     with right:
         st.subheader("Model versions seen")
-        st.dataframe(v.model_versions(df), hide_index=True, height=220)
+        versions = v.model_versions(df)
+        st.dataframe(versions, hide_index=True, height=220)
+        if "MI threshold" in versions.columns:
+            st.caption("**Operating point** (from the predictions): a version with an MI threshold calls a recording "
+                       "MI when its calibrated MI probability reaches the threshold, chosen at training for the "
+                       "target sensitivity; validation sensitivity, specificity and Brier score are those of the "
+                       "training's held-out folds at that threshold. No threshold: the version decides by argmax.")
         folded = v.folded_predictions(df)
         if folded:
             st.caption(f"More than {runtime.store.max_versions} model versions in memory: {folded:,} "

@@ -41,7 +41,16 @@ COLUMNS = {
     "filtered_us": np.int64,
     "predicted_us": np.int64,
     "received_s": np.float64,  # wall time the dashboard read it
+    # the operating point of the model that predicted it, from the message (NaN: none, argmax)
+    "threshold": np.float32,
+    "target_sensitivity": np.float32,
+    "validation_sensitivity": np.float32,
+    "validation_specificity": np.float32,
+    "validation_brier": np.float32,
 }
+#: the operating-point columns, in :meth:`Prediction.operating_point_fields` order
+OPERATING_POINT_COLUMNS = ("threshold", "target_sensitivity", "validation_sensitivity", "validation_specificity",
+                           "validation_brier")
 MI = LABELS.index("MI")
 
 #: longest model version, stage or reason kept by name (longer values are cut, "…" appended)
@@ -136,6 +145,8 @@ class PredictionStore:
         c["filtered_us"][slot] = p.filtered_us
         c["predicted_us"][slot] = p.predicted_us
         c["received_s"][slot] = received_s
+        for name, value in zip(OPERATING_POINT_COLUMNS, p.operating_point_fields()):
+            c[name][slot] = np.nan if value is None else value
         self.generation += 1
         return new
 
@@ -257,5 +268,5 @@ class DeadLetterCounts:
         return pd.DataFrame(rows, columns=["stage", "reason", "count"])
 
 
-__all__ = ["COLUMNS", "MAX_DLQ_KEYS", "MAX_LABEL_CHARS", "MAX_MODEL_VERSIONS", "MI", "NO_LABEL", "OTHER",
+__all__ = ["COLUMNS", "OPERATING_POINT_COLUMNS", "MAX_DLQ_KEYS", "MAX_LABEL_CHARS", "MAX_MODEL_VERSIONS", "MI", "NO_LABEL", "OTHER",
            "bounded_label", "PredictionStore", "Waveform", "WaveformCache", "DeadLetterCounts"]

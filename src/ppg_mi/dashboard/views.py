@@ -261,8 +261,23 @@ def folded_predictions(df: pd.DataFrame) -> int:
     return int((df["model_version"] == OTHER).sum()) if not df.empty else 0
 
 
+#: the model-versions table's operating-point columns: state column → shown name
+OPERATING_POINT_SHOWN = {
+    "threshold": "MI threshold",
+    "target_sensitivity": "target sensitivity",
+    "validation_sensitivity": "validation sensitivity",
+    "validation_specificity": "validation specificity",
+    "validation_brier": "validation Brier",
+}
+
+
 def model_versions(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per model version seen: predictions, first and last prediction, accuracy if labelled."""
+    """One row per model version seen: predictions, first and last prediction, accuracy if labelled,
+    and its operating point (threshold, target sensitivity, held-out sensitivity, specificity and
+    Brier score at training) when any version seen has one (empty cells: that version decides by argmax).
+
+    The operating point comes from the prediction messages (the dashboard does not read the model
+    store); a version's latest prediction says it."""
     if df.empty:
         return pd.DataFrame(columns=["model version", "predictions", "first seen", "last seen", "accuracy"])
     t = df["true_code"].to_numpy()
@@ -277,6 +292,14 @@ def model_versions(df: pd.DataFrame) -> pd.DataFrame:
     acc = (g["correct"].sum() / n_lab.where(n_lab > 0)).astype(float)
     if n_lab.sum() > 0:
         out["accuracy"] = acc.to_numpy()
+    present = [c for c in OPERATING_POINT_SHOWN if c in df.columns]
+    if present and df[present[0]].notna().any():
+        point = df[present].copy()
+        point["model version"] = df["model_version"].to_numpy()
+        # the frame is oldest first: a version's last row is its latest prediction
+        last = point.groupby("model version", sort=False, observed=True).last()
+        for column in present:
+            out[OPERATING_POINT_SHOWN[column]] = last[column].reindex(out.index).astype(float).round(3).to_numpy()
     return out.sort_values("last seen", ascending=False).reset_index()
 
 

@@ -106,8 +106,9 @@ class Settings:
         "(measured by the bench's latency runs, docs/performance.md)."
     )
     fetch_queue_backoff_ms: int = _setting(
-        20, "Wait before fetching again once the prefetch cap is reached (librdkafka's fetch.queue.backoff.ms; "
-        "its 1000 ms default idled a stage that empties its queue in less, docs/performance.md)."
+        100, "Wait before fetching again once the prefetch cap is reached (librdkafka's fetch.queue.backoff.ms; "
+        "its 1000 ms default idled a stage that empties its queue in less; 0 doubled the filter's CPU per "
+        "record, and 100 beat 20 in the bench's runs, docs/performance.md)."
     )
     max_message_bytes: int = _setting(1048576, "Largest message accepted; bigger input is dead-lettered as oversized.")
     shutdown_timeout_s: float = _setting(8.0, "Time to finish the open transaction on SIGTERM before exiting.")
@@ -126,7 +127,10 @@ class Settings:
     # --- Model -----------------------------------------------------------
     models_dir: str = _setting("models", "Model store: one directory per checkpoint and a `current` pointer.")
     model_reload_interval_s: float = _setting(5.0, "How often the classifier checks `current` for a new model.")
-    model_kind: str = _setting("minirocket", "Estimator `ppg-mi train` fits by default (see docs/model.md).")
+    model_kind: str = _setting(
+        "minirocket-1000-ds4", "Estimator `ppg-mi train` fits by default: the kind the selection rule chose over 11 data "
+        "conditions (docs/model.md); any other kind by name, e.g. rdst for shapelets."
+    )
     target_sensitivity: str = _setting(
         "0.95", "MI sensitivity `ppg-mi train` sets the model's operating point for: the MI score is calibrated "
         "(Platt scaling on out-of-fold scores) and the decision threshold is the highest calibrated probability "

@@ -90,8 +90,12 @@ def run_demo(settings: Settings, records: int = 2000, rate: float = 50.0, dashbo
 
         data = generate(SyntheticConfig(records=400, samples=settings.samples_per_record,
                                         sampling_rate_hz=settings.sampling_rate_hz, seed=1, id_prefix="train"))
-        _, card = train(data, BandPass.from_settings(settings), TrainConfig(kind=settings.model_kind, folds=0),
-                        store.root)
+        from ..config import parse_target_sensitivity
+
+        # with the operating point PPG_MI_TARGET_SENSITIVITY sets, as `ppg-mi train` (the dashboard shows it)
+        cfg = TrainConfig(kind=settings.model_kind, folds=0,
+                          target_sensitivity=parse_target_sensitivity(settings.target_sensitivity))
+        _, card = train(data, BandPass.from_settings(settings), cfg, store.root)
         _say(f"trained {card['version']}: held-out accuracy {card['metrics']['held_out']['accuracy']:.3f}")
     else:
         _say(f"serving model {store.current_version()} from {store.root}")

@@ -181,9 +181,17 @@ class _FixedModel:
     version: str = "fuzz-1"
     classes: tuple[str, ...] = ("Normal", "MI")
 
+    sampling_rate_hz: float | None = None    # no resampling
+    threshold: float | None = None           # no operating point: argmax
+    operating_point: dict | None = None
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         assert x.ndim == 2 and x.shape[1] == N
         return np.tile([0.3, 0.7], (len(x), 1))
+
+    def decide(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        proba = self.predict_proba(x)
+        return proba, np.array(self.classes, dtype=object)[proba.argmax(axis=1)]
 
 
 @dataclass

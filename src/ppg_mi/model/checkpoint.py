@@ -106,6 +106,16 @@ class Checkpoint:
         return np.asarray(proba)[:, order]
 
     @property
+    def sampling_rate_hz(self) -> float | None:
+        """The rate the model was trained at (card ``training_data.sampling_rate_hz_assumed``, else the
+        preprocessing's); None when the card says neither."""
+        for section, key in (("training_data", "sampling_rate_hz_assumed"), ("preprocessing", "sampling_rate_hz")):
+            value = self.card.get(section, {}).get(key) if isinstance(self.card.get(section), dict) else None
+            if isinstance(value, (int, float)) and value > 0:
+                return float(value)
+        return None
+
+    @property
     def threshold(self) -> float | None:
         """The MI probability at or above which a recording is MI (the operating point); None: argmax."""
         value = getattr(self.estimator, "threshold_", None)

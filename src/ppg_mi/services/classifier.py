@@ -21,7 +21,7 @@ from ..model.checkpoint import CARD_FILE, ESTIMATOR_FILE
 from ..model.numba_cache import use_numba_cache
 from ..observability import metrics as m
 from ..observability.metrics import StageMetrics
-from ..signal import BandPass, InvalidSignal, validate_samples
+from ..signal import BandPass, InvalidSignal, conform, validate_samples
 from ..streaming.codec import Prediction, Recording, decode_keyed_recording, now_us
 from ..streaming.exceptions import DecodeError
 from ..streaming.loop import DeadLetter, InputRecord, Outcome, Output, StageLoop
@@ -206,20 +206,23 @@ class ClassifierProcessor:
     def process(self, batch: Sequence[InputRecord]) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(batch)
         valid: list[tuple[int, Recording]] = []
+        inputs: list[np.ndarray] = []
+        checkpoint = self.models.checkpoint
+        assert checkpoint is not None, "the loop starts only once a model is served"
+        model_rate = checkpoint.sampling_rate_hz
         for i, record in enumerate(batch):
             try:
                 rec = decode_keyed_recording(record.key, record.value)
                 validate_samples(rec.samples, self.models.samples_per_record)
                 if rec.filtered_us == 0:
                     raise DecodeError("not_filtered", "recording has no filtered timestamp: it skipped the filter")
+                inputs.append(_at_model_rate(rec, model_rate, self.models.samples_per_record))
                 valid.append((i, rec))
             except (DecodeError, InvalidSignal) as exc:
                 outcomes[i] = DeadLetter(exc.reason, exc.detail)
         if valid:
-            checkpoint = self.models.checkpoint
-            assert checkpoint is not None, "the loop starts only once a model is served"
             # the model's operating point decides (threshold on the calibrated MI probability), else the argmax
-            proba, decided = checkpoint.decide(np.vstack([rec.samples for _, rec in valid]))
+            proba, decided = checkpoint.decide(np.vstack(inputs))
             classes = checkpoint.classes
             point = checkpoint.operating_point or {}
             stamp = now_us()
@@ -245,6 +248,24 @@ class ClassifierProcessor:
                 outcomes[i] = Output(rec.record_id.encode(), prediction.encode(),
                                      on_commit=partial(_count_prediction, predicted, checkpoint.version, latency))
         return outcomes  # type: ignore[return-value]
+
+
+def _at_model_rate(rec: Recording, model_rate: float | None, length: int) -> np.ndarray:
+    """The recording's filtered samples as the model expects them: resampled from the rate its
+    message carries to the rate the model was trained at, and fitted to its window.
+
+    The filter band-passes each recording at its own rate, but the model knows time only as sample
+    index: a 250 Hz recording given as is to a 125 Hz model looks like a pulse half as fast.  A rate
+    that cannot be resampled (no small-integer ratio, or too short a recording once resampled) raises
+    :class:`InvalidSignal` ``bad_sampling_rate``: a dead letter saying why.
+    """
+    if model_rate is None or abs(rec.sampling_rate_hz - model_rate) <= 1e-6 * model_rate:
+        return rec.samples
+    try:
+        return conform(rec.samples, rec.sampling_rate_hz, model_rate, length)
+    except InvalidSignal as exc:
+        raise InvalidSignal(exc.reason, f"recording at {rec.sampling_rate_hz:g} Hz, model trained at "
+                                        f"{model_rate:g} Hz: {exc.detail}") from None
 
 
 def _count_prediction(predicted: str, version: str, latency_s: float | None) -> None:

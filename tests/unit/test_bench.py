@@ -46,10 +46,10 @@ def _results() -> dict:
         },
         "filter_before": _stage(1900.0, 0.2, knob_label="PPG_MI_FETCH_QUEUE_BACKOFF_MS=1000"),
         "pipeline": {
-            "one_classifier": {"records_per_s": 600.0,
+            "one_classifier": {"records_per_s": 600.0, "classifiers": 1,
                                "cpu_ms_per_record": {"filter": 0.2, "classifier": 1.25, "broker": 0.5},
                                "peak_rss_mb": {"filter": 130.0, "classifier-1": 400.0, "producer": 60.0}},
-            "two_classifiers": {"records_per_s": 1100.0,
+            "two_classifiers": {"records_per_s": 1100.0, "classifiers": 2,
                                 "cpu_ms_per_record": {"filter": 0.2, "classifier": 1.3, "broker": 0.45},
                                 "peak_rss_mb": {"filter": 140.0, "classifier-1": 410.0, "classifier-2": 650.0}},
             "latency": {"records": 50, "rate": 300.0, "latency_s": {"p50": 0.1, "p95": 0.2, "p99": 0.3},
@@ -78,10 +78,17 @@ def test_a_stage_is_held_to_the_lower_of_its_kafka_and_cpu_limits() -> None:
 
 
 def test_the_pipeline_limit_spreads_every_process_cpu_over_the_cores() -> None:
-    lim = pipeline_limit(_results()["pipeline"]["one_classifier"], 0.05, 2)
-    # 0.2 + 1.25 + 0.5 + the producer's 0.05 = 2.0 CPU ms per record: 2 CPUs move 1000 records/s
+    lim = pipeline_limit(_results()["pipeline"]["two_classifiers"], 0.05, 2)
+    # 0.2 + 1.3 + 0.45 + the producer's 0.05 = 2.0 CPU ms per record: 2 CPUs move 1000 records/s
+    # (two classifiers with a core each would manage 1,538)
     assert lim["cpu_ms_per_record_total"] == pytest.approx(2.0)
-    assert lim["cpu_limit"] == pytest.approx(1000.0) and lim["of_cpu_limit"] == pytest.approx(0.6)
+    assert lim["cpu_limit"] == pytest.approx(1000.0) and lim["of_cpu_limit"] == pytest.approx(1.1)
+    assert lim["binding"] == "the machine's CPUs"
+    # one classifier of 1.25 ms a record on a core of its own: 800/s, below what 2 CPUs would allow
+    cheap = {"records_per_s": 700.0, "classifiers": 1, "cpu_ms_per_record": {"classifier": 1.25, "broker": 0.2}}
+    lim = pipeline_limit(cheap, 0.05, 2)
+    assert lim["cpu_limit"] == pytest.approx(800.0) and lim["binding"] == "a core per classifier"
+    assert lim["of_cpu_limit"] == pytest.approx(700 / 800)
     assert pipeline_limit({"records_per_s": 10.0}, None, 2)["cpu_limit"] is None
 
 
@@ -97,7 +104,7 @@ def test_targets_give_each_goal_a_verdict() -> None:
     v = _verdicts(finish(_results()))
     assert v["filter: records/s / the lower of its Kafka and CPU limits"] is True        # 95 %
     assert v["classifier: records/s / the lower of its Kafka and CPU limits"] is False   # 80 %
-    # one classifier: 600 / (2000 / 2.0) = 60 %; two: 1100 / (2000 / 1.95) = 107 %
+    # one classifier: 600 / its core's 800 = 75 %; two: 1100 / (2000 / 2.0) = 110 %
     assert v["end to end / pipeline's CPU-bound limit, one classifier"] is False
     assert v["end to end / pipeline's CPU-bound limit, two classifiers"] is True
     assert v["p99 produced → predicted at half load"] is False                          # 0.30 s > 0.25 s

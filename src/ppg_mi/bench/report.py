@@ -73,16 +73,25 @@ def pipeline_limit(run: dict[str, Any] | None, producer_cpu_ms: float | None, cp
     """End to end against the CPU-bound limit of the whole pipeline on this machine.
 
     The limit is ``cpus`` / the sum of every process's CPU per record (the producer's from its run
-    alone, which leaves its start-up out; the stages' and the broker's over the run).
+    alone, which leaves its start-up out; the stages' and the broker's over the run), and no more
+    than the classifiers manage with a core each: a classifier is one thread of work, so with one
+    classifier the second core can only serve the other processes.
     """
     run = run or {}
     per_record = dict(run.get("cpu_ms_per_record") or {})
     if producer_cpu_ms is not None:
         per_record["producer"] = producer_cpu_ms
     total = sum(v for v in per_record.values() if v is not None)
-    limit = 1000 * cpus / total if total > 0 and cpus else None
+    machine = 1000 * cpus / total if total > 0 and cpus else None
+    classifier_ms, replicas = per_record.get("classifier"), run.get("classifiers")
+    replicas_limit = 1000 * replicas / classifier_ms if classifier_ms and replicas else None
+    bound = [v for v in (machine, replicas_limit) if v]
+    limit = min(bound) if bound else None
     return {"records_per_s": run.get("records_per_s"), "cpu_ms_per_record": per_record,
-            "cpu_ms_per_record_total": total or None, "cpu_limit": limit,
+            "cpu_ms_per_record_total": total or None, "machine_limit": machine,
+            "classifiers_limit": replicas_limit, "cpu_limit": limit,
+            "binding": None if limit is None else ("the machine's CPUs" if limit == machine
+                                                   else "a core per classifier"),
             "of_cpu_limit": ratio(run.get("records_per_s"), limit)}
 
 
@@ -246,15 +255,16 @@ def _limits_table(results: dict[str, Any], add: Any) -> None:
     if pipe:
         add("")
         add(f"| end to end (producer → filter → classifier → predictions) | records/s | CPU ms / record, every "
-            f"process | CPU-bound limit ({results.get('meta', {}).get('cpu_count', '?')} CPUs / CPU per record) | "
-            "of the limit |")
-        add("| --- | ---: | --- | ---: | ---: |")
+            f"process | {results.get('meta', {}).get('cpu_count', '?')} CPUs / CPU per record | a core per "
+            "classifier | of the lower |")
+        add("| --- | ---: | --- | ---: | ---: | ---: |")
         for key, label in pipe:
             lim = ratios[key]
             parts = ", ".join(f"{name} {_num(v, 3)}" for name, v in sorted(lim["cpu_ms_per_record"].items())
                               if v is not None)
             add(f"| {label} | {_num(lim.get('records_per_s'))} | {_num(lim.get('cpu_ms_per_record_total'), 3)} "
-                f"({parts}) | {_num(lim.get('cpu_limit'))} | **{_pct(lim.get('of_cpu_limit'))}** |")
+                f"({parts}) | {_num(lim.get('machine_limit'))} | {_num(lim.get('classifiers_limit'))} | "
+                f"**{_pct(lim.get('of_cpu_limit'))}** |")
 
 
 def _where_time_goes(results: dict[str, Any], add: Any) -> None:

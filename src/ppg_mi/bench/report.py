@@ -306,7 +306,7 @@ def _knob_tables(results: dict[str, Any], add: Any) -> None:
         for k in knobs:
             t = turn_split(k)
             each = " / ".join(_num(r) for r in k.get("each", []))
-            add(f"| {k['stage']} | {k.get('knob_label') or 'as configured'} | {_num(k.get('records_per_s'))} "
+            add(f"| {k['stage']} | {k.get('knob_label') or _configured(k.get('settings'))} | {_num(k.get('records_per_s'))} "
                 f"({each}) | {_num(k.get('cpu_ms_per_record'), 3)} | "
                 f"{_pct(ratio(k.get('records_per_s'), k.get('records_per_cpu_s')))} | {_num(t.get('batch'))} | "
                 f"{_ms(t.get('commit_s'))} | {_ms(t.get('wait_s'))} |")
@@ -320,11 +320,20 @@ def _knob_tables(results: dict[str, Any], add: Any) -> None:
         add("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for _, run in lat:
             ls, seg, commit = run.get("latency_s", {}), run.get("latency_segments_s", {}), run.get("commit_ms", {})
-            add(f"| {run.get('knob_label') or 'as configured'} | {_ms(ls.get('p50'))} | {_ms(ls.get('p99'))} | "
+            label = run.get("knob_label") or _configured({"fetch_wait_max_ms": results.get("meta", {}).get("fetch_wait_max_ms")})
+            add(f"| {label} | {_ms(ls.get('p50'))} | {_ms(ls.get('p99'))} | "
                 f"{_ms(seg.get('produced_to_filtered', {}).get('p99'))} | "
                 f"{_ms(seg.get('filtered_to_predicted', {}).get('p99'))} | {_num(commit.get('filter'))} / "
                 f"{_num(commit.get('classifier'))} | {_num(run.get('classifier_mean_batch'))} |")
         add("")
+
+
+def _configured(settings: dict[str, Any] | None) -> str:
+    """'as configured', with the values of the knobs the other rows change."""
+    shown = ", ".join(f"PPG_MI_{k.upper()}={v}" for k, v in (settings or {}).items()
+                      if v is not None and k in ("fetch_queue_backoff_ms", "queued_max_kbytes", "batch_max_records",
+                                                 "fetch_wait_max_ms"))
+    return f"as configured ({shown})" if shown else "as configured"
 
 
 def _parts_alone(results: dict[str, Any], add: Any) -> None:

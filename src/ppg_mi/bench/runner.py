@@ -381,7 +381,8 @@ def run_bench(opts: BenchOptions, settings: Settings | None = None) -> dict[str,
         "python": platform.python_version(), "kafka_version": settings.kafka_version,
         "load_start": list(os.getloadavg()), "samples_per_record": settings.samples_per_record,
         "partitions": settings.topic_partitions, "batch_max_records": settings.batch_max_records,
-        "fetch_queue_backoff_ms": settings.fetch_queue_backoff_ms, "repeats": opts.repeats,
+        "fetch_queue_backoff_ms": settings.fetch_queue_backoff_ms, "fetch_wait_max_ms": settings.fetch_wait_max_ms,
+        "repeats": opts.repeats,
     }
     say(f"{meta['cpu_count']} CPUs ({meta['cpu_model']}), load {os.getloadavg()[0]:.2f}; "
         f"{'quick' if opts.quick else 'full'} run")

@@ -143,6 +143,20 @@ def test_reports_are_written_with_targets_limits_and_where_time_goes(tmp_path: P
     assert "p99 **300 ms**" in md
 
 
+def test_notes_say_where_a_stage_turn_goes_and_show_before_and_after() -> None:
+    results = _results()
+    results["stage_knobs"] = [_stage(4500.0, 0.2, stage="filter", knob_label="PPG_MI_BATCH_MAX_RECORDS=1024"),
+                              _stage(2000.0, 0.2, stage="filter", knob_label="PPG_MI_BATCH_MAX_RECORDS=64")]
+    results["pipeline"]["latency: x"] = {"knob_label": "PPG_MI_FETCH_WAIT_MAX_MS=500 (librdkafka's default, before)",
+                                         "latency_s": {"p99": 0.42}}
+    text = "\n".join(finish(results)["notes"])
+    assert "filter: 95 % of its Kafka limit. A turn of 256 records is 50 ms of processing" in text
+    assert "idles 26 % of the time" in text  # (10 ms commit + 7 ms waiting) / 67 ms
+    assert "Best knob run: PPG_MI_BATCH_MAX_RECORDS=1024, 4,500 records/s (90 % of its CPU limit)" in text
+    assert "filter 1,900 records/s with PPG_MI_FETCH_QUEUE_BACKOFF_MS=1000 → 3,800 as configured" in text
+    assert "p99 420 ms with PPG_MI_FETCH_WAIT_MAX_MS=500 (librdkafka's default, before) → 300 ms" in text
+
+
 def test_a_bench_run_keeps_the_scaling_section_of_the_page(tmp_path: Path) -> None:
     md = tmp_path / "performance.md"
     md.write_text("# Performance\n\nan old run's figures\n\n" + SCALING_BLOCK + "\n")

@@ -172,10 +172,46 @@ def _scaling_target(scaling: dict[str, Any] | None) -> Target:
     return Target("5", "scaling on lag simulated (`ppg-mi bench scaling`)", None, 0, "", True, status=status)
 
 
+def notes(results: dict[str, Any]) -> list[str]:
+    """What the figures say about each goal: where a stage's turn goes, the best knob, before → after."""
+    ratios, stages = results.get("ratios", {}), results.get("stages", {})
+    out = []
+    for key, label in STAGES:
+        t, lim = turn_split(stages.get(key)), ratios.get(key) or {}
+        if not t or lim.get("of_binding") is None:
+            continue
+        line = (f"{label}: {_pct(lim['of_binding'])} of its {lim['binding']} limit. A turn of {t['batch']:.0f} records "
+                f"is {_ms(t['process_s'])} ms of processing and producing, {_ms(t['commit_s'])} ms of committing and "
+                f"{_ms(t['wait_s'])} ms of waiting for input: the loop is serial, so the stage's CPU idles "
+                f"{_pct((t['commit_s'] + t['wait_s']) / t['turn_s'])} of the time.")
+        knobs = [k for k in results.get("stage_knobs") or [] if k.get("stage") == key and k.get("knob_label")]
+        if knobs:
+            best = max(knobs, key=lambda k: k.get("records_per_s") or 0)
+            line += (f" Best knob run: {best['knob_label']}, {_num(best.get('records_per_s'))} records/s "
+                     f"({_pct(ratio(best.get('records_per_s'), best.get('records_per_cpu_s')))} of its CPU limit).")
+        out.append(line)
+    before, after = results.get("filter_before"), stages.get("filter")
+    if before and after:
+        out.append(f"Goal 1's fix, the same run: filter {_num(before.get('records_per_s'))} records/s with "
+                   f"{before.get('knob_label')} → {_num(after.get('records_per_s'))} as configured.")
+    pipeline = results.get("pipeline", {})
+    for key, label in (("one_classifier", "one classifier"), ("two_classifiers", "two classifiers")):
+        lim = ratios.get(key)
+        if lim and lim.get("binding"):
+            out.append(f"End to end, {label}: {_pct(lim.get('of_cpu_limit'))} of the limit set by {lim['binding']}.")
+    latency = pipeline.get("latency")
+    for key, run in pipeline.items():
+        if key.startswith("latency:") and latency and "before" in run.get("knob_label", ""):
+            out.append(f"Goal 3's fix, the same run: p99 {_ms(run['latency_s'].get('p99'))} ms with {run['knob_label']} → "
+                       f"{_ms(latency['latency_s'].get('p99'))} ms as configured.")
+    return out
+
+
 def finish(results: dict[str, Any], scaling: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Add the derived ratios and target verdicts to ``results`` (in place) and return it."""
+    """Add the derived ratios, target verdicts and notes to ``results`` (in place) and return it."""
     results["ratios"] = compute_ratios(results)
     results["targets"] = [t.as_dict() for t in compute_targets(results, scaling)]
+    results["notes"] = notes(results)
     return results
 
 

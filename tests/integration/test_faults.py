@@ -9,7 +9,6 @@ low (a few hundred records per test) so each test stays within about a minute.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,8 @@ import pytest
 from ppg_mi.config import Settings
 from ppg_mi.streaming.topics import ensure_topics
 
-from ..helpers import PacedProducer, ServiceProcess, endless_raw, keys_of, own_broker, synthetic_raw, wait_for
+from ..helpers import (PacedProducer, ServiceProcess, assert_exactly_once, endless_raw, own_broker,
+                       synthetic_raw, wait_for)
 
 #: faulthandler: a crash of a service prints its Python stack into the service's log
 SERVICE_ENV = {"PYTHONFAULTHANDLER": "1"}
@@ -35,16 +35,6 @@ def start(settings: Settings, role: str, name: str, log_dir: Path) -> ServicePro
 
 def consumed(service: ServiceProcess) -> float:
     return service.metric("ppg_mi_records_consumed_total")
-
-
-def assert_exactly_once(settings: Settings, topic: str, ids: list[str], timeout: float = 120.0) -> None:
-    got = Counter(keys_of(settings, topic, len(ids), timeout=timeout))
-    missing = set(ids) - set(got)
-    doubled = {k: n for k, n in got.items() if n > 1}
-    extra = set(got) - set(ids)
-    assert not missing and not doubled and not extra, (
-        f"{topic}: {len(missing)} missing {sorted(missing)[:5]}, {len(doubled)} doubled "
-        f"{sorted(doubled.items())[:5]}, {len(extra)} unknown {sorted(extra)[:5]}")
 
 
 def stop_all(*services: ServiceProcess) -> None:

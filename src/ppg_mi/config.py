@@ -107,8 +107,8 @@ class Settings:
     )
     fetch_queue_backoff_ms: int = _setting(
         100, "Wait before fetching again once the prefetch cap is reached (librdkafka's fetch.queue.backoff.ms; "
-        "its 1000 ms default idled a stage that empties its queue in less; 0 doubled the filter's CPU per "
-        "record, and 100 beat 20 in the bench's runs, docs/performance.md)."
+        "its 1000 ms default idled a stage that empties its queue in less; 20 and 100 were within the bench's "
+        "noise, 0 doubled the filter's CPU per record, docs/performance.md)."
     )
     max_message_bytes: int = _setting(1048576, "Largest message accepted; bigger input is dead-lettered as oversized.")
     shutdown_timeout_s: float = _setting(8.0, "Time to finish the open transaction on SIGTERM before exiting.")

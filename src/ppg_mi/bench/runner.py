@@ -287,6 +287,10 @@ def measure_stages(settings: Settings, models_dir: str, opts: BenchOptions, work
         for round_ in range(1, opts.repeats + 1):
             plan: list[tuple[str, Knob | None]] = [("identity", None), ("filter", None)]
             plan += [(k.stage, k) for k in knobs]
+            if round_ % 2 == 0:
+                # a run's place in the round moved its rate by up to half (the broker deleting the last
+                # run's output, its caches): every other round runs the plan backwards
+                plan.reverse()
             for stage, knob in plan:
                 key = stage if knob is None else f"{stage}: {knob.label}"
                 say(f"round {round_}/{opts.repeats}, {key}")

@@ -36,7 +36,8 @@ class BenchOptions:
 
     @property
     def pipeline_records(self) -> int:
-        return self.records or (600 if self.quick else 6000)
+        # enough for a steady window of several seconds at the pipeline's ~3,000 records/s
+        return self.records or (600 if self.quick else 20000)
 
     @property
     def backlog_records(self) -> int:

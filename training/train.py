@@ -40,8 +40,8 @@ class TrainConfig:
     calibration_folds: int = 5
 
 
-def preprocessable(dataset: Dataset, band: BandPass) -> tuple[np.ndarray, np.ndarray, int]:
-    """Preprocessed samples and labels of the recordings the filter would accept; count refused."""
+def accepted(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """Raw samples and labels of the recordings the filter would accept, and how many it would refuse."""
     keep = []
     for i, row in enumerate(dataset.samples):
         try:
@@ -49,9 +49,14 @@ def preprocessable(dataset: Dataset, band: BandPass) -> tuple[np.ndarray, np.nda
             keep.append(i)
         except InvalidSignal:
             pass
-    x = preprocess_batch(dataset.samples[keep], band)
     y = np.asarray([dataset.labels[i] for i in keep], dtype=object)
-    return x, y, len(dataset) - len(keep)
+    return dataset.samples[keep], y, len(dataset) - len(keep)
+
+
+def preprocessable(dataset: Dataset, band: BandPass) -> tuple[np.ndarray, np.ndarray, int]:
+    """Preprocessed samples and labels of the recordings the filter would accept; count refused."""
+    raw, y, refused = accepted(dataset)
+    return preprocess_batch(raw, band), y, refused
 
 
 def fit_and_score(kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,

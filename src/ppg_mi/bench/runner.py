@@ -59,13 +59,13 @@ class BenchOptions:
 
     @property
     def latency_seconds(self) -> float:
-        return 8.0 if self.quick else 20.0
+        return 8.0 if self.quick else 12.0
 
     @property
     def latency_warm_up_seconds(self) -> float:
         """Seconds at the offered rate before latency counts: the ramp from an idle pipeline
         (tiny first batches, a backlog drained with half the capacity spare) is left out."""
-        return 3.0 if self.quick else 10.0
+        return 3.0 if self.quick else 5.0
 
     @property
     def train_records(self) -> int:

@@ -46,10 +46,10 @@ def _results() -> dict:
         },
         "filter_before": _stage(1900.0, 0.2, knob_label="PPG_MI_FETCH_QUEUE_BACKOFF_MS=1000"),
         "pipeline": {
-            "one_classifier": {"records_per_s": 600.0, "classifiers": 1,
+            "one_classifier": {"records_per_s": 650.0, "span_records_per_s": 600.0, "classifiers": 1,
                                "cpu_ms_per_record": {"filter": 0.2, "classifier": 1.25, "broker": 0.5},
                                "peak_rss_mb": {"filter": 130.0, "classifier-1": 400.0, "producer": 60.0}},
-            "two_classifiers": {"records_per_s": 1100.0, "classifiers": 2,
+            "two_classifiers": {"records_per_s": 1200.0, "span_records_per_s": 1100.0, "classifiers": 2,
                                 "cpu_ms_per_record": {"filter": 0.2, "classifier": 1.3, "broker": 0.45},
                                 "peak_rss_mb": {"filter": 140.0, "classifier-1": 410.0, "classifier-2": 650.0}},
             "latency": {"records": 50, "rate": 300.0, "latency_s": {"p50": 0.1, "p95": 0.2, "p99": 0.3},
@@ -85,11 +85,14 @@ def test_the_pipeline_limit_spreads_every_process_cpu_over_the_cores() -> None:
     assert lim["cpu_limit"] == pytest.approx(1000.0) and lim["of_cpu_limit"] == pytest.approx(1.1)
     assert lim["binding"] == "the machine's CPUs"
     # one classifier of 1.25 ms a record on a core of its own: 800/s, below what 2 CPUs would allow
-    cheap = {"records_per_s": 700.0, "classifiers": 1, "cpu_ms_per_record": {"classifier": 1.25, "broker": 0.2}}
+    cheap = {"records_per_s": 750.0, "span_records_per_s": 700.0, "classifiers": 1,
+             "cpu_ms_per_record": {"classifier": 1.25, "broker": 0.2}}
     lim = pipeline_limit(cheap, 0.05, 2)
     assert lim["cpu_limit"] == pytest.approx(800.0) and lim["binding"] == "a core per classifier"
     assert lim["of_cpu_limit"] == pytest.approx(700 / 800)
     assert pipeline_limit({"records_per_s": 10.0}, None, 2)["cpu_limit"] is None
+    # the steady rate leaves out the start and the tail whose CPU the per-record figures count: no ratio
+    assert pipeline_limit({"records_per_s": 10.0, "cpu_ms_per_record": {"filter": 1.0}}, None, 2)["of_cpu_limit"] is None
 
 
 def test_a_turn_is_split_into_processing_commit_and_waiting() -> None:

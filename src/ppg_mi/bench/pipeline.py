@@ -355,6 +355,10 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         "classifier_records_per_cpu_s": inside / cpu if cpu > 0 else None,
         "cpu_share_in_window": cpu_share,
         "cpu_ms_per_record": per_record,
+        # the whole run's rate, over the same span as cpu_ms_per_record (the steady rate above leaves
+        # out the start and the tail, whose CPU the per-record figures include)
+        "span_s": span_end - producing_from,
+        "span_records_per_s": reader.count / (span_end - producing_from) if span_end > producing_from else None,
         "classifier_mean_batch": batch_records / batches if batches else None,
         "dead_letters": dead,
         "latency_s": lat,

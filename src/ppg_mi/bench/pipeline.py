@@ -328,6 +328,9 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
     lo, hi, inside = steady_window(predicted_s)
     cpu = sum(delta_between(c.cpu, lo, hi) for c in classifier_children)
     cpu_share = cpu_shares(children, monitor.machine, lo, hi)
+    # the span runs from the first record produced (the producer's start-up is not the pipeline's)
+    # to the last predicted
+    producing_from = max(producing_from, min(reader.produced_us, default=0) / 1e6)
     span_end = max(predicted_s, default=producing_from)
     per_record: dict[str, float] = {}
     for c in [*consumers, broker]:

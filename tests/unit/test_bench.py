@@ -14,6 +14,7 @@ from ppg_mi.bench.report import (
     compute_ratios,
     finish,
     pipeline_limit,
+    refresh_targets,
     render_markdown,
     stage_limits,
     turn_split,
@@ -171,6 +172,18 @@ def test_a_bench_run_keeps_the_scaling_section_of_the_page(tmp_path: Path) -> No
     fresh = tmp_path / "fresh.md"
     write_reports(finish(_results()), tmp_path / "p.json", fresh)
     assert "scaling-simulation" not in fresh.read_text()
+
+
+def test_a_new_simulation_refreshes_goal_5s_verdict_and_keeps_the_measurements(tmp_path: Path) -> None:
+    md, js = tmp_path / "performance.md", tmp_path / "performance.json"
+    assert not refresh_targets(js, md, {})  # no bench report yet: nothing to refresh
+    write_reports(finish(_results(), {"bound_s": 5.0, "chart_defaults": {"delay_quantile_s": 6.75}}), js, md)
+    before = json.loads(js.read_text())
+    assert refresh_targets(js, md, {"bound_s": 5.0, "chart_defaults": {"delay_quantile_s": 2.4}})
+    after = json.loads(js.read_text())
+    goal5 = next(t for t in after["targets"] if t["goal"] == "5")
+    assert "2.4 s (within 5 s)" in goal5["status"] and "2.4 s (within 5 s)" in md.read_text()
+    assert after["stages"] == before["stages"] and after["ratios"] == before["ratios"]
 
 
 def test_render_tolerates_an_empty_run() -> None:

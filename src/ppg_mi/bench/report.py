@@ -470,3 +470,18 @@ def write_reports(results: dict[str, Any], json_path: str | Path, md_path: str |
     kept = scaling_section(md.read_text()) if md.exists() else ""
     page = render_markdown(results)
     md.write_text(page + ("\n" + kept + "\n" if kept else ""))
+
+
+def refresh_targets(json_path: str | Path, md_path: str | Path, scaling: dict[str, Any]) -> bool:
+    """Re-derive the bench report's verdicts with new scaling figures (goal 5) and rewrite both reports.
+
+    The bench's measurements stay as they were; only what is computed from them and from
+    ``scaling`` changes.  Returns False when there is no bench report to refresh.
+    """
+    path = Path(json_path)
+    if not path.exists():
+        return False
+    results = json.loads(path.read_text())
+    write_reports(finish(results, scaling), path, md_path)
+    return True
+

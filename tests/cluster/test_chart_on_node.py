@@ -75,7 +75,9 @@ def test_a_force_deleted_classifier_pod_comes_back_under_its_name_and_the_stream
     no grace period) is replaced under the same name, which is its instance id and transactional id;
     the replacement predicts the rest of the stream, nothing lost or doubled."""
     seed = random.randrange(1000, 10**6)
-    records = 300  # a minute at 5/s: the pod goes while records keep coming
+    # two minutes at 5/s: the pod goes while records keep coming, and they still come once its
+    # replacement runs (30-60 s to Ready on a loaded 2-core node)
+    records = 600
     (before,) = [(p.metadata.name, p.metadata.uid) for p in release.pods("classifier")]
 
     def mine() -> list:

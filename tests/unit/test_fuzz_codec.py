@@ -8,7 +8,6 @@ or a dead letter with a reason.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -20,6 +19,8 @@ from ppg_mi.streaming import codec
 from ppg_mi.streaming.codec import Prediction, Recording, decode_prediction, decode_recording
 from ppg_mi.streaming.exceptions import DecodeError
 from ppg_mi.streaming.loop import DeadLetter, InputRecord, Output
+
+from ..fakes import FixedCheckpoint, FixedModels
 
 N = 128  # samples per record in these tests: the logic does not depend on the length
 
@@ -122,7 +123,7 @@ def test_filter_gives_one_outcome_per_large_input(large: list[tuple[bytes, bytes
 @given(st.lists(large_records(True), min_size=1, max_size=3), st.lists(MESSAGES, max_size=2))
 def test_classifier_gives_one_outcome_per_large_input(large: list[tuple[bytes, bytes]], small: list[bytes]) -> None:
     records = [*large, *((b"rec-1", v) for v in small)]
-    processor = ClassifierProcessor(_Models(_FixedModel()))  # type: ignore[arg-type]
+    processor = ClassifierProcessor(_models())  # type: ignore[arg-type]
     _check_keyed(processor.process(_keyed_batch(records)), records, decode_prediction)
 
 
@@ -174,53 +175,28 @@ def test_filter_gives_one_outcome_per_input(values: list[bytes]) -> None:
     _check(processor.process(_batch(values)), values, decode_recording)
 
 
-@dataclass
-class _FixedModel:
-    """Stands in for a fitted checkpoint: the property under test is the processor's bookkeeping."""
-
-    version: str = "fuzz-1"
-    classes: tuple[str, ...] = ("Normal", "MI")
-
-    sampling_rate_hz: float | None = None    # no resampling
-    threshold: float | None = None           # no operating point: argmax
-    operating_point: dict | None = None
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        assert x.ndim == 2 and x.shape[1] == N
-        return np.tile([0.3, 0.7], (len(x), 1))
-
-    def decide(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        proba = self.predict_proba(x)
-        return proba, np.array(self.classes, dtype=object)[proba.argmax(axis=1)]
-
-
-@dataclass
-class _Models:
-    checkpoint: _FixedModel
-    samples_per_record: int = N
-
-    def maybe_reload(self) -> bool:
-        return False
+def _models() -> FixedModels:
+    return FixedModels(FixedCheckpoint(version="fuzz-1", samples=N), N)
 
 
 @FUZZ
 @given(st.lists(MESSAGES, min_size=1, max_size=6))
 def test_classifier_gives_one_outcome_per_input(values: list[bytes]) -> None:
-    processor = ClassifierProcessor(_Models(_FixedModel()))  # type: ignore[arg-type]
+    processor = ClassifierProcessor(_models())  # type: ignore[arg-type]
     _check(processor.process(_batch(values)), values, decode_prediction)
 
 
 def test_the_fuzzer_reaches_outputs() -> None:
     """Guard: the strategies are not all-garbage; an unmutated record is processed."""
     assert isinstance(FilterProcessor(BandPass(), N).process(_batch([_valid()]))[0], Output)
-    out = ClassifierProcessor(_Models(_FixedModel())).process(_batch([_valid(filtered=True)]))  # type: ignore[arg-type]
+    out = ClassifierProcessor(_models()).process(_batch([_valid(filtered=True)]))  # type: ignore[arg-type]
     assert isinstance(out[0], Output)
 
 
 def test_both_stages_dead_letter_a_record_keyed_by_another_id() -> None:
     """Found by the fuzzer: a record id changed in flight came out of the classifier under that id."""
     wrong = [InputRecord(b"rec-2", _valid(filtered=True), "in", 0, 0, 0)]
-    classified = ClassifierProcessor(_Models(_FixedModel())).process(wrong)  # type: ignore[arg-type]
+    classified = ClassifierProcessor(_models()).process(wrong)  # type: ignore[arg-type]
     filtered = FilterProcessor(BandPass(), N).process([InputRecord(b"rec-2", _valid(), "in", 0, 0, 0)])
     for (outcome,) in (classified, filtered):
         assert isinstance(outcome, DeadLetter) and outcome.reason == "key_mismatch"

@@ -15,6 +15,8 @@ from ppg_mi.streaming import loop as loop_module
 from ppg_mi.streaming.exceptions import FencedError, ProducerFailed, StuckCall
 from ppg_mi.streaming.loop import InputRecord, NullObserver, RewindPoint, StageLoop
 
+from ..fakes import FixedCheckpoint, FixedModels
+
 
 class RecordingConsumer:
     """Answers committed() from a dict and records seeks; nothing else is called."""
@@ -342,27 +344,13 @@ def test_classifier_predictions_count_only_once_committed() -> None:
     from ppg_mi.services.classifier import ClassifierProcessor
     from ppg_mi.streaming.codec import Recording
 
-    class Checkpoint:
-        version = "v-count-test"
-        classes = ["Normal", "MI"]
-
-        def predict_proba(self, x: np.ndarray) -> np.ndarray:
-            return np.tile([0.2, 0.8], (len(x), 1))
-
-    class Models:
-        samples_per_record = 64
-        checkpoint = Checkpoint()
-
-        def maybe_reload(self) -> bool:
-            return False
-
     wave = np.sin(np.linspace(0, 20, 64)).astype(np.float32)
     batch = [InputRecord(f"r{i}".encode(), Recording(f"r{i}", wave, 125.0, filtered_us=1).encode(), "in", i % 2, i, 0)
              for i in range(4)]
     counter = m.PREDICTIONS.labels("MI", "v-count-test")
     before = counter._value.get()
     producer = ScriptedProducer(commit_failures=1)
-    loop = _transacting_loop(producer, ClassifierProcessor(Models()))  # type: ignore[arg-type]
+    loop = _transacting_loop(producer, ClassifierProcessor(FixedModels(FixedCheckpoint("v-count-test", proba=(0.2, 0.8)), 64)))  # type: ignore[arg-type]
     loop._process_batch(batch)  # aborted: nothing may count
     assert counter._value.get() == before, "an aborted batch's predictions must not count"
     loop._process_batch(batch)  # the redo commits

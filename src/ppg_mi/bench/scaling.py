@@ -284,14 +284,19 @@ def _changed_within(events: list[tuple[int, int]], now: int, period_s: int) -> i
     return sum(change for t, change in events if t > now - period_s)
 
 
+def _period_start(state: HpaState, now: int, current: int, period_s: int) -> int:
+    """The replica count at the start of a policy's period: ``current`` with the period's changes undone."""
+    return (current - _changed_within(state.scale_up_events, now, period_s)
+            + _changed_within(state.scale_down_events, now, period_s))
+
+
 def scale_up_limit(state: HpaState, now: int, current: int, rules: ScalingRules) -> int:
     """``calculateScaleUpLimitWithScalingRules``: most replicas the scale-up policies allow now."""
     if rules.select == "Disabled":
         return current
     proposals = []
     for policy in rules.policies:
-        start = (current - _changed_within(state.scale_up_events, now, policy.period_s)
-                 + _changed_within(state.scale_down_events, now, policy.period_s))
+        start = _period_start(state, now, current, policy.period_s)
         if policy.kind == "Pods":
             proposals.append(start + policy.value)
         else:
@@ -305,8 +310,7 @@ def scale_down_limit(state: HpaState, now: int, current: int, rules: ScalingRule
         return current
     proposals = []
     for policy in rules.policies:
-        start = (current - _changed_within(state.scale_up_events, now, policy.period_s)
-                 + _changed_within(state.scale_down_events, now, policy.period_s))
+        start = _period_start(state, now, current, policy.period_s)
         if policy.kind == "Pods":
             proposals.append(start - policy.value)
         else:

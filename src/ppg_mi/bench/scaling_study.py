@@ -369,7 +369,7 @@ def verdict(study: Study) -> str:
     change = _changes(d.config, b.config)
     if d.meets(study.bound_s):
         return (head + f", at {d.cost:,.0f} replica-seconds; the cheapest configuration within the bound costs "
-                f"{b.cost:,.0f} ({(d.cost - b.cost) / b.cost:.1%} less than the defaults) with {b.delay_q_s:.1f} s: "
+                f"{b.cost:,.0f} ({(d.cost - b.cost) / d.cost:.1%} less than the defaults) with {b.delay_q_s:.1f} s: "
                 f"recommended {change}.")
     return (head + f". The cheapest configuration within it gives {b.delay_q_s:.1f} s for {b.cost:,.0f} "
             f"replica-seconds ({(b.cost - d.cost) / d.cost:+.1%} on the defaults' {d.cost:,.0f}): recommended "

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ppg_mi.cli import build_parser
-from ppg_mi.config import Settings
+from ppg_mi.config import Settings, parse_target_sensitivity
 from ppg_mi.streaming.clients import transactional_producer_config
 
 from . import chartlib as cl
@@ -460,6 +460,28 @@ def test_values_are_documented_and_typed_key_by_key() -> None:
             walk(value, sub["properties"][key], f"{path}{key}.")
 
     walk(values, schema, "")
+
+
+@pytest.mark.parametrize("value, env", [("", None), (0.9, "0.9"), (0, "0"), (1, "1")])
+def test_training_target_sensitivity_reaches_the_training_jobs_env(value: object, env: str | None,
+                                                                   tmp_path: Path) -> None:
+    """training.targetSensitivity becomes PPG_MI_TARGET_SENSITIVITY of the training Job (0 included: it
+    means "no operating point"), a value the setting accepts; empty leaves the code's default."""
+    objects = cl.render([cl.write_values(tmp_path / "t.yaml", {"training": {"targetSensitivity": value}})])
+    (job,) = [o for o in cl.of_kind(objects, "Job") if _component(o) == "training"]
+    (container,) = cl.pod_spec(job)["containers"]
+    got = cl.env_map(container).get("PPG_MI_TARGET_SENSITIVITY")
+    assert (got and got["value"]) == env
+    if env is not None:
+        settings = Settings.from_env({"PPG_MI_TARGET_SENSITIVITY": env})  # validates the range
+        assert parse_target_sensitivity(settings.target_sensitivity) == (None if env == "0" else float(env))
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "high"])
+def test_training_target_sensitivity_outside_0_1_fails_to_render(value: object, tmp_path: Path) -> None:
+    result = cl.render([cl.write_values(tmp_path / "bad.yaml", {"training": {"targetSensitivity": value}})],
+                       check=False)
+    assert result.returncode != 0 and "targetSensitivity" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("name", ["defaults", "keda-off", "ingress", "minimal"])

@@ -52,9 +52,10 @@ RULE = (f"among candidates whose median over conditions of records/s (batch {BAT
         f"worst-case macro-F1 over all conditions; worst cases within {TIE} count as equal and go to the "
         "higher mean macro-F1, then to the faster")
 
-#: the seed, the named kinds worth keeping and the best of the searched grid (see docs/model.md for the search)
-DEFAULT_KINDS = ("shapelet-seed", "rdst", "minirocket", "minirocket-500-ds8", "minirocket-1000-ds4",
-                 "minirocket-1000-ds8", "minirocket-2000-ds8", "minirocket-2000-ds4-sel500", "multirocket-200-ds8")
+#: the seed, the previous default and its neighbours, and the derivative-channel candidates (docs/model.md)
+DEFAULT_KINDS = ("shapelet-seed", "minirocket-1000-ds4", "minirocket-1000-ds8", "minirocket-1000-ds2",
+                 "minirocket-1000-ds4-d1", "minirocket-1000-ds4-d2", "minirocket-1000-ds2-d2",
+                 "minirocket-2000-ds4-d2", "minirocket-2000-ds4-d2-sel1000")
 
 
 @dataclass(frozen=True)
@@ -366,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-sensitivity", type=float,
                    help="wrap every candidate in OperatingPoint with this target MI sensitivity (e.g. 0.95)")
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
-                   help="comma-separated kinds: named ones or FAMILY-KERNELS-dsFACTOR[-selK]")
+                   help="comma-separated kinds: named ones or FAMILY-KERNELS-dsFACTOR[-dN][-selK]")
     args = p.parse_args(argv)
     kinds = _names(args.kinds)
     for kind in kinds:

@@ -17,7 +17,8 @@ import pytest
 from ppg_mi.data import SyntheticConfig, generate, write_csv
 from ppg_mi.model import ModelCardMismatch, ModelDigestMismatch, ModelError, ModelStore, load_checkpoint
 from ppg_mi.model.checkpoint import CARD_FILE, DIGEST_FIELD, ESTIMATOR_FILE
-from ppg_mi.model.estimators import Downsample, ScoredRidgeClassifierCV, build_estimator
+from ppg_mi.model.estimators import (ChannelwiseRocket, Derivatives, Downsample, ScoredRidgeClassifierCV,
+                                     build_estimator, resolve_kind)
 from ppg_mi.signal import BandPass, preprocess_batch
 from training.train import TrainConfig, train
 
@@ -223,6 +224,51 @@ def test_scored_ridge_scores_agree_with_its_decisions() -> None:
     proba = clf.predict_proba(x)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     assert list(clf.classes_[proba.argmax(axis=1)]) == list(clf.predict(x))
+
+
+def test_derivatives_append_the_z_scored_first_and_second_derivative_as_channels() -> None:
+    t = np.linspace(0, 4 * np.pi, 400, dtype=np.float32)
+    x = np.stack([np.sin(t), 3 * np.sin(2 * t) + 5])[:, np.newaxis, :]
+    out = Derivatives(2).fit(x).transform(x)
+    assert out.shape == (2, 3, 400)
+    np.testing.assert_allclose(out[:, 0], x[:, 0])  # the recording itself is untouched
+    inner = slice(5, -5)  # np.gradient's one-sided ends
+    # d/dt sin = cos, d2/dt2 sin = -sin: after the z-score, sqrt(2) cos and -sqrt(2) sin
+    np.testing.assert_allclose(out[0, 1, inner], np.sqrt(2) * np.cos(t[inner]), atol=0.02)
+    np.testing.assert_allclose(out[0, 2, inner], -np.sqrt(2) * np.sin(t[inner]), atol=0.03)
+    np.testing.assert_allclose(out[:, 1:].std(axis=-1), 1.0, atol=1e-4)  # scale and offset do not matter
+    assert Derivatives(1).fit(x).transform(x).shape == (2, 2, 400)
+    with pytest.raises(ValueError):
+        Derivatives(3).fit(x)
+
+
+def test_derivative_kinds_by_name_build_transform_each_channel_and_predict() -> None:
+    assert "VPG, APG" in resolve_kind("minirocket-200-ds4-d2").description
+    assert "VPG" in resolve_kind("minirocket-200-ds4-d1-sel50").description
+    with pytest.raises(ValueError):
+        resolve_kind("minirocket-200-ds4-d3")
+    est = build_estimator("minirocket-168-ds4-d2", seed=0, sampling_rate_hz=125.0)
+    assert [name for name, _ in est.steps] == ["downsample", "derivatives", "classifier"]
+    assert [name for name, _ in build_estimator("minirocket-168-ds4").steps] == ["downsample", "classifier"]
+    data = _data(records=40)
+    x = preprocess_batch(data.samples, BandPass())[:, np.newaxis, :]
+    est.fit(x, np.asarray(data.labels, dtype=object))
+    rocket = est.named_steps["classifier"].steps[0][1]
+    assert isinstance(rocket, ChannelwiseRocket) and len(rocket.transformers_) == 3  # one per channel
+    proba = est.predict_proba(x)
+    assert proba.shape == (40, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_a_derivative_kind_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
+    data = _data(seed=5, records=40)
+    path, _ = train(data, BandPass(), TrainConfig(kind="minirocket-168-ds4-d2", folds=0), tmp_path)
+    loaded = load_checkpoint(path)  # unpickles Derivatives and ChannelwiseRocket, checks the card
+    x = preprocess_batch(data.samples, BandPass())
+    mi = loaded.predict_proba(x)[:, loaded.classes.index("MI")]
+    own = loaded.estimator.predict_proba(x[:, np.newaxis, :])[:, list(loaded.estimator.classes_).index("MI")]
+    np.testing.assert_allclose(mi, own)
+    assert ((mi >= 0.5) == (np.asarray(data.labels) == "MI")).mean() > 0.8  # easy data: it learned something
 
 
 def test_unknown_kind_is_refused_with_the_known_ones() -> None:

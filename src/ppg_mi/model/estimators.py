@@ -69,6 +69,76 @@ class ScoredRidgeClassifierCV(RidgeClassifierCV):
         return e / e.sum(axis=1, keepdims=True)
 
 
+class Derivatives(TransformerMixin, BaseEstimator):
+    """Append the first ``order`` derivatives of each recording as extra channels.
+
+    A PPG's first and second derivatives (velocity "VPG" and acceleration "APG"
+    plethysmograms) are what clinicians read for the upstroke and the reflected wave, the
+    cues of arterial stiffness; a convolution kernel on the recording alone sees them only
+    through its fixed weights.  Each derivative (``np.gradient``, central differences, same
+    length) is z-scored per recording so the channels carry comparable weight in the
+    multivariate kernels, which sum over the channels they draw.  Applied after
+    :class:`Downsample`, so the differences are over the reduced rate, where the band-pass
+    has already removed the noise differentiation would amplify.
+    """
+
+    def __init__(self, order: int = 2) -> None:
+        self.order = order
+
+    def fit(self, X: np.ndarray, y: Any = None) -> "Derivatives":  # noqa: N803
+        if int(self.order) not in (0, 1, 2):
+            raise ValueError(f"derivative order must be 0, 1 or 2, got {self.order}")
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        x = np.asarray(X, dtype=np.float32)
+        channels = [x]
+        d = x
+        for _ in range(int(self.order)):
+            d = np.gradient(d, axis=-1)
+            channels.append(_zscore(d))
+        return np.concatenate(channels, axis=1) if len(channels) > 1 else x
+
+
+class ChannelwiseRocket(TransformerMixin, BaseEstimator):
+    """One univariate MiniRocket/MultiRocket transform per channel, features concatenated.
+
+    aeon's multivariate MiniRocket draws channel combinations per kernel and runs about 4x
+    slower per record than the univariate path for the same kernel count on this machine;
+    transforming each channel on its own keeps the univariate speed: ``n_kernels`` is split
+    evenly over the channels, so the cost stays that of ``n_kernels`` univariate kernels.
+    Each channel's biases are fitted on that channel's training data.
+    """
+
+    def __init__(self, family: str = "minirocket", n_kernels: int = 1000, random_state: int = 0,
+                 n_jobs: int = 1) -> None:
+        self.family = family
+        self.n_kernels = n_kernels
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(self, X: np.ndarray, y: Any = None) -> "ChannelwiseRocket":  # noqa: N803
+        from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
+
+        cls = MiniRocket if self.family == "minirocket" else MultiRocket
+        x = np.asarray(X, dtype=np.float32)
+        per_channel = max(84, int(self.n_kernels) // x.shape[1])  # MiniRocket's kernels come in 84s
+        self.transformers_ = [cls(n_kernels=per_channel, n_jobs=self.n_jobs, random_state=self.random_state + c)
+                              .fit(x[:, c:c + 1, :]) for c in range(x.shape[1])]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        x = np.asarray(X, dtype=np.float32)
+        return np.hstack([np.asarray(t.transform(x[:, c:c + 1, :]), dtype=np.float32)
+                          for c, t in enumerate(self.transformers_)])
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    std = x.std(axis=-1, keepdims=True)
+    return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
+
+
 def _ridge(select: int | None = None) -> Pipeline:
     """Standardise, optionally keep the ``select`` features of highest ANOVA F, then the ridge.
 
@@ -107,6 +177,8 @@ class Kind:
     downsample: int
     build: Callable[[int, int], Any]
     description: str
+    #: derivatives appended as channels (:class:`Derivatives`): 0 none, 1 VPG, 2 VPG and APG
+    derivatives: int = 0
 
 
 def _shapelet_seed(seed: int, n_jobs: int) -> Any:
@@ -154,26 +226,38 @@ def _weasel2(seed: int, n_jobs: int) -> Any:
 CONVOLUTION_FAMILIES = ("minirocket", "multirocket")
 
 
-def convolution_kind(family: str, n_kernels: int, downsample: int, select: int | None = None) -> Kind:
-    """A MiniRocket or MultiRocket configuration: kernel count, down-sampling, optional feature selection."""
+def convolution_kind(family: str, n_kernels: int, downsample: int, select: int | None = None,
+                     derivatives: int = 0) -> Kind:
+    """A MiniRocket or MultiRocket configuration: kernel count, down-sampling, optional feature selection,
+    optionally the recording's first (and second) derivative as extra channels."""
     if family not in CONVOLUTION_FAMILIES:
         raise ValueError(f"unknown convolution family {family!r}; choose one of {CONVOLUTION_FAMILIES}")
 
     def build(seed: int, n_jobs: int) -> Any:
         from aeon.classification.convolution_based import MiniRocketClassifier, MultiRocketClassifier
 
+        if derivatives:  # the Derivatives step before it makes the input multi-channel
+            return make_pipeline(ChannelwiseRocket(family, n_kernels, seed, n_jobs), _ridge(select))
         cls = MiniRocketClassifier if family == "minirocket" else MultiRocketClassifier
         return cls(n_kernels=n_kernels, estimator=_ridge(select), random_state=seed, n_jobs=n_jobs)
 
     label = "MiniRocket" if family == "minirocket" else "MultiRocket"
     selected = f", best {select:,} features by ANOVA F" if select else ""
+    channels = {0: "", 1: " split over the recording and its first derivative (VPG), one transform per channel",
+                2: " split over the recording and its first and second derivatives (VPG, APG), one transform "
+                   "per channel"}
+    if derivatives not in channels:
+        raise ValueError(f"derivatives must be 0, 1 or 2, got {derivatives}")
     return Kind("convolution", downsample, build,
-                f"{label}: {n_kernels:,} kernels{selected}, ridge (input downsampled x{downsample})")
+                f"{label}: {n_kernels:,} kernels{channels[derivatives]}{selected}, ridge "
+                f"(input downsampled x{downsample})", derivatives)
 
 
-def convolution_kind_name(family: str, n_kernels: int, downsample: int, select: int | None = None) -> str:
-    """The name :func:`convolution_kind`'s configuration goes by, e.g. ``minirocket-1000-ds8-sel500``."""
-    return f"{family}-{n_kernels}-ds{downsample}" + (f"-sel{select}" if select else "")
+def convolution_kind_name(family: str, n_kernels: int, downsample: int, select: int | None = None,
+                          derivatives: int = 0) -> str:
+    """The name :func:`convolution_kind`'s configuration goes by, e.g. ``minirocket-1000-ds4-d2-sel500``."""
+    return (f"{family}-{n_kernels}-ds{downsample}" + (f"-d{derivatives}" if derivatives else "")
+            + (f"-sel{select}" if select else ""))
 
 
 MODEL_KINDS: dict[str, Kind] = {
@@ -191,10 +275,11 @@ MODEL_KINDS: dict[str, Kind] = {
     # the search's winners (docs/model.md): chosen by training/compare.py's rule over all its conditions
     "minirocket-1000-ds4": convolution_kind("minirocket", 1000, 4),
     "minirocket-1000-ds8": convolution_kind("minirocket", 1000, 8),
+    "minirocket-1000-ds4-d2": convolution_kind("minirocket", 1000, 4, derivatives=2),
 }
 
 
-_CONVOLUTION_NAME = re.compile(r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-sel(\d+))?$")
+_CONVOLUTION_NAME = re.compile(r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-d([12]))?(?:-sel(\d+))?$")
 
 
 def resolve_kind(kind: str) -> Kind:
@@ -204,13 +289,14 @@ def resolve_kind(kind: str) -> Kind:
         return MODEL_KINDS[kind]
     m = _CONVOLUTION_NAME.match(kind)
     if m and int(m.group(2)) > 0 and int(m.group(3)) > 0:
-        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4)) if m.group(4) else None)
+        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(5)) if m.group(5) else None,
+                                int(m.group(4)) if m.group(4) else 0)
     raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_KINDS))} "
-                     "or FAMILY-KERNELS-dsFACTOR[-selK] with FAMILY minirocket or multirocket")
+                     "or FAMILY-KERNELS-dsFACTOR[-dN][-selK] with FAMILY minirocket or multirocket, N 1 or 2")
 
 
 def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz: float | None = None) -> Pipeline:
-    """A fresh, unfitted estimator of ``kind``: ``[Downsample] -> aeon classifier``.
+    """A fresh, unfitted estimator of ``kind``: ``Downsample -> [Derivatives] -> aeon classifier``.
 
     ``sampling_rate_hz`` is the rate of the recordings it will see (the card's); the kind's
     down-sampling factor is scaled to it.  The result is an sklearn Pipeline, so ``classes_``,
@@ -218,7 +304,10 @@ def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz:
     """
     spec = resolve_kind(kind)
     factor = downsample_factor(spec.downsample, sampling_rate_hz)
-    return Pipeline([("downsample", Downsample(factor)), ("classifier", spec.build(seed, n_jobs))])
+    steps: list[tuple[str, Any]] = [("downsample", Downsample(factor))]
+    if spec.derivatives:  # only kinds that use it get the step, so older checkpoints' pipelines stay as they were
+        steps.append(("derivatives", Derivatives(spec.derivatives)))
+    return Pipeline([*steps, ("classifier", spec.build(seed, n_jobs))])
 
 
 def threshold_for_sensitivity(mi_probability: np.ndarray, is_mi: np.ndarray, target: float) -> float:

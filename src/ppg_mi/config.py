@@ -85,7 +85,9 @@ class Settings:
     )
 
     # --- Stream processing ----------------------------------------------------
-    batch_max_records: int = _setting(256, "Most records in one transaction (one micro-batch).")
+    batch_max_records: int = _setting(
+        1024, "Most records in one transaction (one micro-batch); batches are what arrived during the last one, so "
+        "the cap matters only under a backlog, where larger transactions cost less per record.")
     batch_max_wait_ms: int = _setting(200, "Longest wait for a record before the loop turns; a batch is then what was already fetched.")
     batch_fill_ms: int = _setting(
         0, "After a batch's first record, wait this long for more (fewer, larger transactions; adds latency)."

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..config import Settings
 from ..local.kafka import kafka_tool
+from ..streaming.clients import RAW_PRODUCER_LINGER_MS
 
 PRODUCER_MAIN = "org.apache.kafka.tools.ProducerPerformance"
 CONSUMER_MAIN = "org.apache.kafka.tools.ConsumerPerformance"
@@ -53,17 +54,17 @@ def _run(cmd: list[str], timeout: float) -> str:
 
 def producer_limit(settings: Settings, topic: str, records: int, record_bytes: int,
                    timeout: float = 300) -> dict[str, Any]:
-    """ProducerPerformance with the pipeline producer's settings (idempotent, acks=all, its compression, linger 20 ms)."""
+    """ProducerPerformance with the pipeline producer's settings (idempotent, acks=all, its compression and linger)."""
     cmd = kafka_tool(settings, PRODUCER_MAIN, "--topic", topic, "--num-records", str(records),
                      "--record-size", str(record_bytes), "--throughput", "-1",
                      # the JVM's and the connection's start-up is not the broker's limit
                      "--warmup-records", str(records // 5),
                      "--command-property", f"bootstrap.servers={settings.bootstrap_servers}", "acks=all",
-                     "enable.idempotence=true", f"compression.type={settings.compression}", "linger.ms=20",
+                     "enable.idempotence=true", f"compression.type={settings.compression}", f"linger.ms={RAW_PRODUCER_LINGER_MS}",
                      heap="512m")
     out = parse_producer_output(_run(cmd, timeout))
     out["note"] = (f"{record_bytes}-byte random records, acks=all, idempotent, compression {settings.compression}, "
-                   "linger 20 ms; "
+                   f"linger {RAW_PRODUCER_LINGER_MS} ms; "
                    f"steady state after {records // 5} warm-up records")
     return out
 

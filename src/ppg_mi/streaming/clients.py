@@ -37,13 +37,19 @@ def common_config(settings: Settings) -> dict[str, Any]:
     return cfg
 
 
+#: How long the raw producer holds a record to batch it with the next ones: at half load a
+#: record's whole way to its prediction has a budget of 250 ms (docs/performance.md), and batches
+#: still fill at the rates where batching matters (8 kB records, 1 MB batches).
+RAW_PRODUCER_LINGER_MS = 5
+
+
 def idempotent_producer_config(settings: Settings) -> dict[str, Any]:
     """The producer of raw recordings: idempotent, acks=all, batched."""
     return {
         **common_config(settings),
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": 20,
+        "linger.ms": RAW_PRODUCER_LINGER_MS,
         "compression.type": settings.compression,
         "message.max.bytes": settings.max_message_bytes + 4096,
         "queue.buffering.max.kbytes": 65536,

@@ -295,3 +295,12 @@ def test_cpu_shares_split_the_window_between_roles_and_the_rest() -> None:
     assert shares["machine"] == pytest.approx(1.9)
     assert shares["other"] == pytest.approx(0.1)
     assert cpu_shares(kids, machine, 5.0, 5.0) == {}
+
+
+def test_half_load_is_half_the_whole_span_rate_not_the_steady_one() -> None:
+    from ppg_mi.bench.runner import half_load
+
+    run = {"records_per_s": 3569.0, "span_records_per_s": 2600.0}
+    assert half_load(run) == pytest.approx(1300.0)
+    # a run without a span (too few records to time it) falls back to its steady rate
+    assert half_load({"records_per_s": 3000.0, "span_records_per_s": None}) == pytest.approx(1500.0)

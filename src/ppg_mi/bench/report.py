@@ -205,7 +205,7 @@ def notes(results: dict[str, Any]) -> list[str]:
     latency = pipeline.get("latency")
     for key, run in pipeline.items():
         if key.startswith("latency:") and latency and "before" in run.get("knob_label", ""):
-            out.append(f"Goal 3's fix, the same run: p99 {_ms(run['latency_s'].get('p99'))} ms with {run['knob_label']} → "
+            out.append(f"Goal 3, the same run: p99 {_ms(run['latency_s'].get('p99'))} ms with {run['knob_label']} → "
                        f"{_ms(latency['latency_s'].get('p99'))} ms as configured.")
     return out
 

@@ -112,7 +112,7 @@ def latency_knobs(quick: bool) -> list[Knob]:
     before = Knob("pipeline", (("fetch_wait_max_ms", 500),), "librdkafka's default, before")
     if quick:
         return [before]
-    return [before, Knob("pipeline", (("fetch_wait_max_ms", 100),))]
+    return [before, Knob("pipeline", (("batch_max_records", 256),), "before")]
 
 
 class Clock:

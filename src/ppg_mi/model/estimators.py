@@ -243,11 +243,15 @@ def convolution_kind(family: str, n_kernels: int, downsample: int, select: int |
 
     label = "MiniRocket" if family == "minirocket" else "MultiRocket"
     selected = f", best {select:,} features by ANOVA F" if select else ""
-    channels = {0: "", 1: " split over the recording and its first derivative (VPG), one transform per channel",
-                2: " split over the recording and its first and second derivatives (VPG, APG), one transform "
-                   "per channel"}
-    if derivatives not in channels:
+    if derivatives not in (0, 1, 2):
         raise ValueError(f"derivatives must be 0, 1 or 2, got {derivatives}")
+    # what ChannelwiseRocket keeps: MiniRocket rounds each channel's share down to a multiple of 84
+    share = max(84, n_kernels // (1 + derivatives)) // 84 * 84
+    channels = {0: "",
+                1: f" split over the recording and its first derivative (VPG), one transform per channel "
+                   f"(2 x {share} after MiniRocket's rounding to 84s)",
+                2: f" split over the recording and its first and second derivatives (VPG, APG), one transform "
+                   f"per channel (3 x {share} after MiniRocket's rounding to 84s)"}
     return Kind("convolution", downsample, build,
                 f"{label}: {n_kernels:,} kernels{channels[derivatives]}{selected}, ridge "
                 f"(input downsampled x{downsample})", derivatives)

@@ -52,10 +52,12 @@ RULE = (f"among candidates whose median over conditions of records/s (batch {BAT
         f"worst-case macro-F1 over all conditions; worst cases within {TIE} count as equal and go to the "
         "higher mean macro-F1, then to the faster")
 
-#: the seed, the previous default and its neighbours, and the derivative-channel candidates (docs/model.md)
+#: the seed, the previous default and its neighbours, the derivative-channel and the rhythm-feature
+#: candidates (docs/model.md)
 DEFAULT_KINDS = ("shapelet-seed", "minirocket-1000-ds4", "minirocket-1000-ds8", "minirocket-1000-ds2",
                  "minirocket-1000-ds4-d1", "minirocket-1000-ds4-d2", "minirocket-1000-ds2-d2",
-                 "minirocket-2000-ds4-d2", "minirocket-2000-ds4-d2-sel1000")
+                 "minirocket-2000-ds4-d2", "minirocket-2000-ds4-d2-sel1000",
+                 "minirocket-1000-ds4-rhy", "minirocket-1000-ds8-rhy")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ CONDITION_NAMES = tuple(c.name for c in CONDITIONS)
 
 @dataclass(frozen=True)
 class CompareConfig:
-    records: int = 600
+    records: int = 1500
     samples: int = 2000
     test_size: float = 0.3
     seed: int = 0
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-sensitivity", type=float,
                    help="wrap every candidate in OperatingPoint with this target MI sensitivity (e.g. 0.95)")
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
-                   help="comma-separated kinds: named ones or FAMILY-KERNELS-dsFACTOR[-dN][-selK]")
+                   help="comma-separated kinds: named ones or FAMILY-KERNELS-dsFACTOR[-dN|-rhy][-selK]")
     args = p.parse_args(argv)
     kinds = _names(args.kinds)
     for kind in kinds:

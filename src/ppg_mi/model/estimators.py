@@ -179,6 +179,8 @@ class Kind:
     description: str
     #: derivatives appended as channels (:class:`Derivatives`): 0 none, 1 VPG, 2 VPG and APG
     derivatives: int = 0
+    #: beat-to-beat rhythm features beside the kernels' (:class:`ppg_mi.model.rhythm.RocketWithRhythm`)
+    rhythm: bool = False
 
 
 def _shapelet_seed(seed: int, n_jobs: int) -> Any:
@@ -227,15 +229,22 @@ CONVOLUTION_FAMILIES = ("minirocket", "multirocket")
 
 
 def convolution_kind(family: str, n_kernels: int, downsample: int, select: int | None = None,
-                     derivatives: int = 0) -> Kind:
+                     derivatives: int = 0, rhythm: bool = False) -> Kind:
     """A MiniRocket or MultiRocket configuration: kernel count, down-sampling, optional feature selection,
-    optionally the recording's first (and second) derivative as extra channels."""
+    optionally the recording's first (and second) derivative as extra channels, or beat-to-beat
+    rhythm features beside the kernels' features."""
     if family not in CONVOLUTION_FAMILIES:
         raise ValueError(f"unknown convolution family {family!r}; choose one of {CONVOLUTION_FAMILIES}")
+    if rhythm and derivatives:
+        raise ValueError("rhythm features and derivative channels are separate candidates: choose one")
 
     def build(seed: int, n_jobs: int) -> Any:
         from aeon.classification.convolution_based import MiniRocketClassifier, MultiRocketClassifier
 
+        from .rhythm import RocketWithRhythm
+
+        if rhythm:  # build_estimator sets the rate this step sees
+            return make_pipeline(RocketWithRhythm(family, n_kernels, random_state=seed, n_jobs=n_jobs), _ridge(select))
         if derivatives:  # the Derivatives step before it makes the input multi-channel
             return make_pipeline(ChannelwiseRocket(family, n_kernels, seed, n_jobs), _ridge(select))
         cls = MiniRocketClassifier if family == "minirocket" else MultiRocketClassifier
@@ -252,16 +261,18 @@ def convolution_kind(family: str, n_kernels: int, downsample: int, select: int |
                    f"(2 x {share} after MiniRocket's rounding to 84s)",
                 2: f" split over the recording and its first and second derivatives (VPG, APG), one transform "
                    f"per channel (3 x {share} after MiniRocket's rounding to 84s)"}
+    beats = (" and beat-to-beat rhythm features (heart rate, interval variability, irregular beats, "
+             "amplitude modulation)") if rhythm else ""
     return Kind("convolution", downsample, build,
-                f"{label}: {n_kernels:,} kernels{channels[derivatives]}{selected}, ridge "
-                f"(input downsampled x{downsample})", derivatives)
+                f"{label}: {n_kernels:,} kernels{channels[derivatives]}{beats}{selected}, ridge "
+                f"(input downsampled x{downsample})", derivatives, rhythm)
 
 
 def convolution_kind_name(family: str, n_kernels: int, downsample: int, select: int | None = None,
-                          derivatives: int = 0) -> str:
+                          derivatives: int = 0, rhythm: bool = False) -> str:
     """The name :func:`convolution_kind`'s configuration goes by, e.g. ``minirocket-1000-ds4-d2-sel500``."""
     return (f"{family}-{n_kernels}-ds{downsample}" + (f"-d{derivatives}" if derivatives else "")
-            + (f"-sel{select}" if select else ""))
+            + ("-rhy" if rhythm else "") + (f"-sel{select}" if select else ""))
 
 
 MODEL_KINDS: dict[str, Kind] = {
@@ -280,10 +291,11 @@ MODEL_KINDS: dict[str, Kind] = {
     "minirocket-1000-ds4": convolution_kind("minirocket", 1000, 4),
     "minirocket-1000-ds8": convolution_kind("minirocket", 1000, 8),
     "minirocket-1000-ds4-d2": convolution_kind("minirocket", 1000, 4, derivatives=2),
+    "minirocket-1000-ds4-rhy": convolution_kind("minirocket", 1000, 4, rhythm=True),
 }
 
 
-_CONVOLUTION_NAME = re.compile(r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-d([12]))?(?:-sel(\d+))?$")
+_CONVOLUTION_NAME = re.compile(r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-d([12]))?(-rhy)?(?:-sel(\d+))?$")
 
 
 def resolve_kind(kind: str) -> Kind:
@@ -293,10 +305,10 @@ def resolve_kind(kind: str) -> Kind:
         return MODEL_KINDS[kind]
     m = _CONVOLUTION_NAME.match(kind)
     if m and int(m.group(2)) > 0 and int(m.group(3)) > 0:
-        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(5)) if m.group(5) else None,
-                                int(m.group(4)) if m.group(4) else 0)
+        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(6)) if m.group(6) else None,
+                                int(m.group(4)) if m.group(4) else 0, bool(m.group(5)))
     raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_KINDS))} "
-                     "or FAMILY-KERNELS-dsFACTOR[-dN][-selK] with FAMILY minirocket or multirocket, N 1 or 2")
+                     "or FAMILY-KERNELS-dsFACTOR[-dN|-rhy][-selK] with FAMILY minirocket or multirocket, N 1 or 2")
 
 
 def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz: float | None = None) -> Pipeline:
@@ -311,7 +323,10 @@ def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz:
     steps: list[tuple[str, Any]] = [("downsample", Downsample(factor))]
     if spec.derivatives:  # only kinds that use it get the step, so older checkpoints' pipelines stay as they were
         steps.append(("derivatives", Derivatives(spec.derivatives)))
-    return Pipeline([*steps, ("classifier", spec.build(seed, n_jobs))])
+    classifier = spec.build(seed, n_jobs)
+    if spec.rhythm:  # intervals in seconds at the rate the down-sampled input has
+        classifier.set_params(rocketwithrhythm__sampling_rate_hz=(sampling_rate_hz or REFERENCE_RATE_HZ) / factor)
+    return Pipeline([*steps, ("classifier", classifier)])
 
 
 def threshold_for_sensitivity(mi_probability: np.ndarray, is_mi: np.ndarray, target: float) -> float:

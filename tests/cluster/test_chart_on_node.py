@@ -87,7 +87,12 @@ def test_a_force_deleted_classifier_pod_comes_back_under_its_name_and_the_stream
 
     def replacement() -> object | None:
         alive = [p for p in release.pods("classifier") if p.metadata.deletion_timestamp is None]
-        if len(alive) == 1 and alive[0].metadata.name == before[0] and alive[0].metadata.uid != before[1] \
+        if len(alive) != 1 or alive[0].metadata.name != before[0] or alive[0].metadata.uid == before[1]:
+            return None
+        # the pod's own status, not only the StatefulSet's: its ready count can still be the old
+        # pod's while the new one has no container status yet
+        statuses = alive[0].status.container_statuses or []
+        if statuses and all(s.ready and s.state.running for s in statuses) \
                 and release.ready_replicas("classifier") == 1:
             return alive[0]
         return None

@@ -100,6 +100,13 @@ class Derivatives(TransformerMixin, BaseEstimator):
         return np.concatenate(channels, axis=1) if len(channels) > 1 else x
 
 
+def rocket_transformer(family: str) -> type:
+    """aeon's MiniRocket or MultiRocket transformer class, by convolution family name."""
+    from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
+
+    return MiniRocket if family == "minirocket" else MultiRocket
+
+
 class ChannelwiseRocket(TransformerMixin, BaseEstimator):
     """One univariate MiniRocket/MultiRocket transform per channel, features concatenated.
 
@@ -118,9 +125,7 @@ class ChannelwiseRocket(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, y: Any = None) -> "ChannelwiseRocket":  # noqa: N803
-        from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
-
-        cls = MiniRocket if self.family == "minirocket" else MultiRocket
+        cls = rocket_transformer(self.family)
         x = np.asarray(X, dtype=np.float32)
         per_channel = max(84, int(self.n_kernels) // x.shape[1])  # MiniRocket's kernels come in 84s
         self.transformers_ = [cls(n_kernels=per_channel, n_jobs=self.n_jobs, random_state=self.random_state + c)

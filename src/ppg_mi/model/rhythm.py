@@ -15,6 +15,8 @@ import numpy as np
 from numba import njit
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .estimators import rocket_transformer
+
 #: plausible beat periods (s): 200 to 40 beats a minute
 SHORTEST_PERIOD_S = 0.3
 LONGEST_PERIOD_S = 1.5
@@ -173,10 +175,7 @@ class RocketWithRhythm(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, y: Any = None) -> "RocketWithRhythm":  # noqa: N803
-        from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
-
-        cls = MiniRocket if self.family == "minirocket" else MultiRocket
-        self.rocket_ = cls(n_kernels=self.n_kernels, n_jobs=self.n_jobs, random_state=self.random_state)
+        self.rocket_ = rocket_transformer(self.family)(n_kernels=self.n_kernels, n_jobs=self.n_jobs, random_state=self.random_state)
         self.rocket_.fit(np.asarray(X, dtype=np.float32))
         return self
 

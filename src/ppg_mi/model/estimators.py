@@ -144,13 +144,14 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return ((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32)
 
 
-def _ridge(select: int | None = None) -> Pipeline:
-    """Standardise, optionally keep the ``select`` features of highest ANOVA F, then the ridge.
+def _ridge(select: int | None = None, scale: bool = True) -> Pipeline:
+    """Standardise (unless the features come scaled), optionally keep the ``select`` features of
+    highest ANOVA F, then the ridge.
 
     Selecting features fitted on the training split only (inside the pipeline) shrinks the
     ridge and its cross-validation; the kernels' transform, the bulk of inference, is unchanged.
     """
-    steps: list[Any] = [StandardScaler()]
+    steps: list[Any] = [StandardScaler()] if scale else []
     if select:
         steps.append(SelectKBest(f_classif, k=select))
     steps.append(ScoredRidgeClassifierCV(alphas=np.logspace(-3, 3, 10)))
@@ -186,6 +187,8 @@ class Kind:
     derivatives: int = 0
     #: beat-to-beat rhythm features beside the kernels' (:class:`ppg_mi.model.rhythm.RocketWithRhythm`)
     rhythm: bool = False
+    #: Hydra's (kernels per group, groups per dilation) (:mod:`ppg_mi.model.hydra`), alone or beside the others
+    hydra: tuple[int, int] | None = None
 
 
 def _shapelet_seed(seed: int, n_jobs: int) -> Any:
@@ -229,25 +232,47 @@ def _weasel2(seed: int, n_jobs: int) -> Any:
     return WEASEL_V2(random_state=seed, n_jobs=n_jobs)
 
 
-#: the convolution families searched by training/compare.py (Hydra needs torch, which is not installed)
-CONVOLUTION_FAMILIES = ("minirocket", "multirocket")
+#: aeon's rocket transforms (:func:`rocket_transformer`)
+ROCKET_FAMILIES = ("minirocket", "multirocket")
+#: the convolution families searched by training/compare.py; Hydra is ppg-mi's numba version
+#: (:mod:`ppg_mi.model.hydra`): aeon's needs torch, which is not installed
+CONVOLUTION_FAMILIES = (*ROCKET_FAMILIES, "hydra")
 
 
 def convolution_kind(family: str, n_kernels: int, downsample: int, select: int | None = None,
-                     derivatives: int = 0, rhythm: bool = False) -> Kind:
-    """A MiniRocket or MultiRocket configuration: kernel count, down-sampling, optional feature selection,
-    optionally the recording's first (and second) derivative as extra channels, or beat-to-beat
-    rhythm features beside the kernels' features."""
+                     derivatives: int = 0, rhythm: bool = False, hydra: tuple[int, int] | None = None) -> Kind:
+    """A MiniRocket, MultiRocket or Hydra configuration: kernel count, down-sampling, optional feature
+    selection, optionally the recording's first (and second) derivative as extra channels, or
+    beat-to-beat rhythm features beside the kernels' features.
+
+    ``hydra`` is Hydra's (kernels per group, groups per dilation): with family ``"hydra"`` (and
+    ``n_kernels`` 0) Hydra alone, with a rocket family Hydra's features beside the rocket's (the
+    paper's MultiRocket + Hydra combination), one ridge over both.
+    """
     if family not in CONVOLUTION_FAMILIES:
         raise ValueError(f"unknown convolution family {family!r}; choose one of {CONVOLUTION_FAMILIES}")
+    if family == "hydra" and (hydra is None or n_kernels):
+        raise ValueError("a hydra kind takes hydra=(kernels per group, groups) and no rocket kernels")
+    if hydra is not None and (int(hydra[0]) < 2 or int(hydra[1]) < 1):
+        raise ValueError(f"Hydra needs >= 2 kernels a group and >= 1 group, got {hydra[0]}x{hydra[1]}")
     if rhythm and derivatives:
         raise ValueError("rhythm features and derivative channels are separate candidates: choose one")
+    if hydra and derivatives:
+        raise ValueError("Hydra features and derivative channels are separate candidates: choose one")
 
     def build(seed: int, n_jobs: int) -> Any:
         from aeon.classification.convolution_based import MiniRocketClassifier, MultiRocketClassifier
 
+        from .hydra import HydraTransform, HydraWithRocket, SparseScaler
         from .rhythm import RocketWithRhythm
 
+        if hydra is not None:  # each block comes scaled as its own reference scales it: no StandardScaler
+            if family == "hydra" and not rhythm:
+                return make_pipeline(HydraTransform(hydra[0], hydra[1], seed), SparseScaler(),
+                                     _ridge(select, scale=False))
+            rocket = "minirocket" if family == "hydra" else family
+            return make_pipeline(HydraWithRocket(rocket, n_kernels, hydra[0], hydra[1], rhythm, random_state=seed,
+                                                 n_jobs=n_jobs), _ridge(select, scale=False))
         if rhythm:  # build_estimator sets the rate this step sees
             return make_pipeline(RocketWithRhythm(family, n_kernels, random_state=seed, n_jobs=n_jobs), _ridge(select))
         if derivatives:  # the Derivatives step before it makes the input multi-channel
@@ -255,7 +280,7 @@ def convolution_kind(family: str, n_kernels: int, downsample: int, select: int |
         cls = MiniRocketClassifier if family == "minirocket" else MultiRocketClassifier
         return cls(n_kernels=n_kernels, estimator=_ridge(select), random_state=seed, n_jobs=n_jobs)
 
-    label = "MiniRocket" if family == "minirocket" else "MultiRocket"
+    label = {"minirocket": "MiniRocket", "multirocket": "MultiRocket", "hydra": "Hydra"}[family]
     selected = f", best {select:,} features by ANOVA F" if select else ""
     if derivatives not in (0, 1, 2):
         raise ValueError(f"derivatives must be 0, 1 or 2, got {derivatives}")
@@ -268,15 +293,34 @@ def convolution_kind(family: str, n_kernels: int, downsample: int, select: int |
                    f"per channel (3 x {share} after MiniRocket's rounding to 84s)"}
     beats = (" and beat-to-beat rhythm features (heart rate, interval variability, irregular beats, "
              "amplitude modulation)") if rhythm else ""
-    return Kind("convolution", downsample, build,
-                f"{label}: {n_kernels:,} kernels{channels[derivatives]}{beats}{selected}, ridge "
-                f"(input downsampled x{downsample})", derivatives, rhythm)
+    if hydra is None:
+        what = f"{label}: {n_kernels:,} kernels{channels[derivatives]}{beats}{selected}, ridge"
+    else:
+        counts = (f"Hydra: {hydra[1]} groups of {hydra[0]} competing kernels per dilation (half on the recording, "
+                  f"half on its first difference; max and min counts, square-rooted and sparse-scaled)")
+        if family == "hydra":
+            what = f"{counts}{beats}{selected}, ridge"
+        else:
+            what = (f"{label}: {n_kernels:,} kernels, beside {counts}{beats}, each block scaled on the training "
+                    f"set{selected}, one ridge")
+    return Kind("convolution", downsample, build, f"{what} (input downsampled x{downsample})", derivatives, rhythm,
+                None if hydra is None else (int(hydra[0]), int(hydra[1])))
+
+
+def hydra_kind(n_kernels: int, n_groups: int, downsample: int, select: int | None = None,
+               rhythm: bool = False) -> Kind:
+    """Hydra alone: ``n_groups`` groups of ``n_kernels`` kernels per dilation (:func:`convolution_kind`)."""
+    return convolution_kind("hydra", 0, downsample, select, rhythm=rhythm, hydra=(n_kernels, n_groups))
 
 
 def convolution_kind_name(family: str, n_kernels: int, downsample: int, select: int | None = None,
-                          derivatives: int = 0, rhythm: bool = False) -> str:
-    """The name :func:`convolution_kind`'s configuration goes by, e.g. ``minirocket-1000-ds4-d2-sel500``."""
-    return (f"{family}-{n_kernels}-ds{downsample}" + (f"-d{derivatives}" if derivatives else "")
+                          derivatives: int = 0, rhythm: bool = False, hydra: tuple[int, int] | None = None) -> str:
+    """The name :func:`convolution_kind`'s configuration goes by, e.g. ``minirocket-1000-ds4-d2-sel500``,
+    ``hydra-8x64-ds4`` (8 kernels a group, 64 groups) or ``minirocket-1000-ds4-hydra-8x32-rhy``."""
+    hydra_part = f"hydra-{hydra[0]}x{hydra[1]}" if hydra is not None else ""
+    head = f"{hydra_part}-ds{downsample}" if family == "hydra" else f"{family}-{n_kernels}-ds{downsample}"
+    return (head + (f"-d{derivatives}" if derivatives else "")
+            + (f"-{hydra_part}" if hydra_part and family != "hydra" else "")
             + ("-rhy" if rhythm else "") + (f"-sel{select}" if select else ""))
 
 
@@ -300,7 +344,9 @@ MODEL_KINDS: dict[str, Kind] = {
 }
 
 
-_CONVOLUTION_NAME = re.compile(r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-d([12]))?(-rhy)?(?:-sel(\d+))?$")
+_CONVOLUTION_NAME = re.compile(
+    r"^(minirocket|multirocket)-(\d+)-ds(\d+)(?:-d([12]))?(?:-hydra-(\d+)x(\d+))?(-rhy)?(?:-sel(\d+))?$")
+_HYDRA_NAME = re.compile(r"^hydra-(\d+)x(\d+)-ds(\d+)(-rhy)?(?:-sel(\d+))?$")
 
 
 def resolve_kind(kind: str) -> Kind:
@@ -310,10 +356,16 @@ def resolve_kind(kind: str) -> Kind:
         return MODEL_KINDS[kind]
     m = _CONVOLUTION_NAME.match(kind)
     if m and int(m.group(2)) > 0 and int(m.group(3)) > 0:
-        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(6)) if m.group(6) else None,
-                                int(m.group(4)) if m.group(4) else 0, bool(m.group(5)))
+        hydra = (int(m.group(5)), int(m.group(6))) if m.group(5) else None
+        return convolution_kind(m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(8)) if m.group(8) else None,
+                                int(m.group(4)) if m.group(4) else 0, bool(m.group(7)), hydra)
+    m = _HYDRA_NAME.match(kind)
+    if m and int(m.group(3)) > 0:
+        return hydra_kind(int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(5)) if m.group(5) else None,
+                          bool(m.group(4)))
     raise ValueError(f"unknown model kind {kind!r}; choose one of {', '.join(sorted(MODEL_KINDS))} "
-                     "or FAMILY-KERNELS-dsFACTOR[-dN|-rhy][-selK] with FAMILY minirocket or multirocket, N 1 or 2")
+                     "or FAMILY-KERNELS-dsFACTOR[-dN|-hydra-KxG][-rhy][-selK] with FAMILY minirocket or multirocket, "
+                     "N 1 or 2, or hydra-KxG-dsFACTOR[-rhy][-selK] (K kernels a group, G groups a dilation)")
 
 
 def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz: float | None = None) -> Pipeline:
@@ -330,7 +382,9 @@ def build_estimator(kind: str, seed: int = 0, n_jobs: int = 1, sampling_rate_hz:
         steps.append(("derivatives", Derivatives(spec.derivatives)))
     classifier = spec.build(seed, n_jobs)
     if spec.rhythm:  # intervals in seconds at the rate the down-sampled input has
-        classifier.set_params(rocketwithrhythm__sampling_rate_hz=(sampling_rate_hz or REFERENCE_RATE_HZ) / factor)
+        for _, step in classifier.steps:
+            if "sampling_rate_hz" in step.get_params(deep=False):
+                step.set_params(sampling_rate_hz=(sampling_rate_hz or REFERENCE_RATE_HZ) / factor)
     return Pipeline([*steps, ("classifier", classifier)])
 
 

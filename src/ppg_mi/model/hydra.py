@@ -62,26 +62,41 @@ def hydra_kernels(n_kernels: int, n_groups: int, n_dilations: int, seed: int) ->
 
 
 @njit(cache=True)
-def _convolve(series: np.ndarray, w: np.ndarray, dilation: int, padding: int, out: np.ndarray) -> None:
-    """``out[t] = sum_i w[i] * series[t + i * dilation - padding]`` for ``t < series.size``, zero
-    outside the series (zero padding).
+def _compete(padded: np.ndarray, w: np.ndarray, dilation: int, m: int, first: bool, index: float,
+             best_value: np.ndarray, best: np.ndarray, worst_value: np.ndarray, worst: np.ndarray) -> None:
+    """One kernel's response ``sum_i w[i] * padded[t + i * dilation]`` for ``t < m``, entered into the
+    group's competition: where it beats the best (worst) so far, it and ``index`` replace them; the
+    ``first`` kernel of a group starts both.
 
-    One multiply-add per tap over contiguous slices clipped to the series, which LLVM vectorises
-    (3-4x faster here than the taps summed per time point with bounds checks).
+    The nine taps are nine slices of the padded series indexed by the loop variable alone, so
+    LLVM vectorises the loop (the convolution alone 2-3x faster here than accumulating tap by
+    tap, 5x faster than a sum with the taps' offsets in the index).
     """
-    m = series.size
-    out[:m] = 0.0
-    for i in range(w.size):
-        shift = i * dilation - padding
-        lo = max(0, -shift)
-        hi = min(m, m - shift)
-        if hi <= lo:
-            continue
-        target = out[lo:hi]
-        source = series[lo + shift:hi + shift]
-        weight = w[i]
-        for t in range(hi - lo):
-            target[t] += weight * source[t]
+    d = dilation
+    s0, s1, s2 = padded[0:m], padded[d:d + m], padded[2 * d:2 * d + m]
+    s3, s4, s5 = padded[3 * d:3 * d + m], padded[4 * d:4 * d + m], padded[5 * d:5 * d + m]
+    s6, s7, s8 = padded[6 * d:6 * d + m], padded[7 * d:7 * d + m], padded[8 * d:8 * d + m]
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8]
+    if first:
+        for t in range(m):
+            value = (w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t] + w4 * s4[t] + w5 * s5[t] + w6 * s6[t]
+                     + w7 * s7[t] + w8 * s8[t])
+            best_value[t] = value
+            worst_value[t] = value
+            best[t] = index
+            worst[t] = index
+        return
+    for t in range(m):
+        value = (w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t] + w4 * s4[t] + w5 * s5[t] + w6 * s6[t]
+                 + w7 * s7[t] + w8 * s8[t])
+        # max/min of loaded values and strict comparisons (the first of equal kernels wins, as
+        # argmax): written so, the loop vectorises (twice as fast as selecting on array elements)
+        old_best = best_value[t]
+        old_worst = worst_value[t]
+        best_value[t] = max(value, old_best)
+        best[t] = index if value > old_best else best[t]
+        worst_value[t] = min(value, old_worst)
+        worst[t] = index if value < old_worst else worst[t]
 
 
 @njit(cache=True)
@@ -89,49 +104,36 @@ def hydra_counts(x: np.ndarray, weights: np.ndarray, dilations: np.ndarray, n_ke
                  out: np.ndarray) -> None:
     """Hydra's counts of every recording (rows of ``x``) into ``out`` (zeros, rows x features).
 
-    Feature order, per dilation and per representation (recording, then its difference): the
-    max counts of every group's kernels, then their min counts.
+    Over recordings, dilations, representations (the recording, then its first difference) and
+    groups.  Feature order, per dilation and representation: the max counts of every group's
+    kernels, then their min counts.  Written for kernels of :data:`KERNEL_LENGTH` (9) weights.
     """
     n_records, length = x.shape
     n_dilations, divisor, per_representation, taps = weights.shape
     groups = per_representation // n_kernels
-    difference = np.empty(max(length - 1, 0))
-    response = np.empty(length)
+    widest = (taps - 1) * dilations[-1]
+    padded = np.zeros(length + widest)
     best_value = np.empty(length)
     worst_value = np.empty(length)
-    # kernel indices as floats: one element width for the whole loop, so it vectorises
+    # kernel indices as floats: one element width in the competition's loop, so it vectorises
     best = np.empty(length)
     worst = np.empty(length)
     for r in range(n_records):
         row = x[r]
-        for t in range(length - 1):
-            difference[t] = row[t + 1] - row[t]
         column = 0
         for di in range(n_dilations):
             dilation = dilations[di]
             padding = (taps - 1) * dilation // 2
             for rep in range(divisor):
-                series = row if rep == 0 else difference
-                m = series.size
+                # the series zero-padded on both sides, shared by the dilation's kernels
+                m = length if rep == 0 else length - 1
+                padded[:] = 0.0
+                for t in range(m):
+                    padded[padding + t] = row[t] if rep == 0 else row[t + 1] - row[t]
                 for g in range(groups):
-                    # the group's kernels compete kernel by kernel, each time point keeping the
-                    # winner and loser so far (the first on ties): loops over time vectorise
-                    _convolve(series, weights[di, rep, g * n_kernels], dilation, padding, best_value)
-                    for t in range(m):
-                        worst_value[t] = best_value[t]
-                        best[t] = 0.0
-                        worst[t] = 0.0
-                    for j in range(1, n_kernels):
-                        _convolve(series, weights[di, rep, g * n_kernels + j], dilation, padding, response)
-                        index = float(j)
-                        for t in range(m):
-                            value = response[t]
-                            higher = value > best_value[t]
-                            lower = value < worst_value[t]
-                            best_value[t] = value if higher else best_value[t]
-                            best[t] = index if higher else best[t]
-                            worst_value[t] = value if lower else worst_value[t]
-                            worst[t] = index if lower else worst[t]
+                    for j in range(n_kernels):
+                        _compete(padded, weights[di, rep, g * n_kernels + j], dilation, m, j == 0, float(j),
+                                 best_value, best, worst_value, worst)
                     max_base = column + g * n_kernels
                     min_base = column + groups * n_kernels + g * n_kernels
                     for t in range(m):

@@ -52,12 +52,16 @@ RULE = (f"among candidates whose median over conditions of records/s (batch {BAT
         f"worst-case macro-F1 over all conditions; worst cases within {TIE} count as equal and go to the "
         "higher mean macro-F1, then to the faster")
 
-#: the seed, the previous default and its neighbours, the derivative-channel and the rhythm-feature
-#: candidates (docs/model.md)
+#: the seed, the previous default and its neighbours, the derivative-channel, the rhythm-feature and
+#: the Hydra candidates (alone: the paper's 8 x 64 and smaller; beside MiniRocket and the rhythm
+#: features, one ridge) (docs/model.md)
 DEFAULT_KINDS = ("shapelet-seed", "minirocket-1000-ds4", "minirocket-1000-ds8", "minirocket-1000-ds2",
                  "minirocket-1000-ds4-d1", "minirocket-1000-ds4-d2", "minirocket-1000-ds2-d2",
                  "minirocket-2000-ds4-d2", "minirocket-2000-ds4-d2-sel1000",
-                 "minirocket-1000-ds4-rhy", "minirocket-1000-ds8-rhy")
+                 "minirocket-1000-ds4-rhy", "minirocket-1000-ds8-rhy",
+                 "hydra-8x64-ds4", "hydra-8x32-ds4", "hydra-8x16-ds4", "hydra-8x64-ds8", "hydra-8x32-ds8",
+                 "hydra-8x16-ds8", "hydra-8x16-ds8-rhy", "minirocket-1000-ds4-hydra-8x32-rhy",
+                 "minirocket-1000-ds4-hydra-8x16-rhy", "minirocket-1000-ds8-hydra-8x16-rhy")
 
 
 @dataclass(frozen=True)
@@ -369,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target-sensitivity", type=float,
                    help="wrap every candidate in OperatingPoint with this target MI sensitivity (e.g. 0.95)")
     p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
-                   help="comma-separated kinds: named ones or FAMILY-KERNELS-dsFACTOR[-dN|-rhy][-selK]")
+                   help="comma-separated kinds: named ones, FAMILY-KERNELS-dsFACTOR[-dN|-hydra-KxG][-rhy][-selK] "
+                        "or hydra-KxG-dsFACTOR[-rhy][-selK]")
     args = p.parse_args(argv)
     kinds = _names(args.kinds)
     for kind in kinds:

@@ -341,6 +341,7 @@ MODEL_KINDS: dict[str, Kind] = {
     "minirocket-1000-ds8": convolution_kind("minirocket", 1000, 8),
     "minirocket-1000-ds4-d2": convolution_kind("minirocket", 1000, 4, derivatives=2),
     "minirocket-1000-ds4-rhy": convolution_kind("minirocket", 1000, 4, rhythm=True),
+    "minirocket-1000-ds8-hydra-8x16-rhy": convolution_kind("minirocket", 1000, 8, rhythm=True, hydra=(8, 16)),
 }
 
 

@@ -139,6 +139,11 @@ class Settings:
         "that still reaches this sensitivity on held-out folds; the classifier and `ppg-mi evaluate` decide with "
         "it. 0 or empty: no operating point (the kind's own scores, argmax). See docs/model.md."
     )
+    classifier_threads: int = _setting(
+        0, "Threads of the model's transform in the classifier (its kernels run in parallel over a batch's "
+           "recordings); 0: one per CPU the process may use (its CPU affinity, capped by its cgroup CPU "
+           "limit, so a pod limited to 1 CPU runs one)."
+    )
     classifier_blas_threads: int = _setting(
         1, "BLAS threads of the classifier; 0 keeps the library's default (one per CPU, spinning between calls)."
     )
@@ -208,6 +213,8 @@ class Settings:
             )
         if self.batch_max_records < 1:
             raise ConfigError("PPG_MI_BATCH_MAX_RECORDS must be at least 1")
+        if self.classifier_threads < 0:
+            raise ConfigError(f"PPG_MI_CLASSIFIER_THREADS must be 0 (one per usable CPU) or more, got {self.classifier_threads}")
         if not 6000 <= self.session_timeout_ms <= 300000:
             # the broker's default group.min/max.session.timeout.ms: outside, every join is refused
             raise ConfigError(f"PPG_MI_SESSION_TIMEOUT_MS must lie within 6000..300000, got {self.session_timeout_ms}")

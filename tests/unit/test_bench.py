@@ -89,8 +89,12 @@ def test_the_pipeline_limit_spreads_every_process_cpu_over_the_cores() -> None:
     cheap = {"records_per_s": 750.0, "span_records_per_s": 700.0, "classifiers": 1,
              "cpu_ms_per_record": {"classifier": 1.25, "broker": 0.2}}
     lim = pipeline_limit(cheap, 0.05, 2)
-    assert lim["cpu_limit"] == pytest.approx(800.0) and lim["binding"] == "a core per classifier"
+    assert lim["cpu_limit"] == pytest.approx(800.0) and lim["binding"] == "a core per classifier thread"
     assert lim["of_cpu_limit"] == pytest.approx(700 / 800)
+    # the same classifier on two threads could use both cores: the machine binds (2 / 1.5 ms)
+    lim = pipeline_limit({**cheap, "classifier_threads": 2}, 0.05, 2)
+    assert lim["classifiers_limit"] == pytest.approx(1600.0)
+    assert lim["cpu_limit"] == pytest.approx(2000 / 1.5) and lim["binding"] == "the machine's CPUs"
     assert pipeline_limit({"records_per_s": 10.0}, None, 2)["cpu_limit"] is None
     # the steady rate leaves out the start and the tail whose CPU the per-record figures count: no ratio
     assert pipeline_limit({"records_per_s": 10.0, "cpu_ms_per_record": {"filter": 1.0}}, None, 2)["of_cpu_limit"] is None

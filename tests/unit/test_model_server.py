@@ -132,3 +132,12 @@ def test_no_loadable_model_at_start_means_not_ready_until_current_loads(store: M
 def test_no_current_at_all_still_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="no model in"):
         _server(ModelStore(tmp_path))
+
+
+def test_the_served_models_transform_runs_on_the_servers_threads(store: ModelStore) -> None:
+    from ppg_mi.model.threads import _estimators
+
+    server = ModelServer(store, BAND, SAMPLES, reload_interval_s=0.0, threads=2)
+    assert server.checkpoint is not None
+    transforms = [e for e in _estimators(server.checkpoint.estimator, set()) if hasattr(e, "_n_jobs")]
+    assert transforms and all(e._n_jobs == 2 for e in transforms)

@@ -303,6 +303,7 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
                 progress(f"{label}: {reader.count}/{records} predicted")
             time.sleep(0.2)
         time.sleep(monitor.interval * 2)  # one more CPU sample after the last prediction
+        threads = sum(c.metric("ppg_mi_classifier_threads") for c in classifier_children)
         batches = sum(c.metric("ppg_mi_batch_size_records_count") for c in classifier_children)
         batch_records = sum(c.metric("ppg_mi_batch_size_records_sum") for c in classifier_children)
         dead = sum(c.metric("ppg_mi_records_dead_lettered_total") for c in consumers)
@@ -350,6 +351,7 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
     return {
         "records": reader.count,
         "classifiers": classifiers,
+        "classifier_threads": int(threads) or None,  # of the model's transform, over all classifiers
         "rate": rate,
         "records_per_s": sustained_rate(predicted_s),
         "window_s": hi - lo,

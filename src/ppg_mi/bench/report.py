@@ -74,8 +74,9 @@ def pipeline_limit(run: dict[str, Any] | None, producer_cpu_ms: float | None, cp
 
     The limit is ``cpus`` / the sum of every process's CPU per record (the producer's from its run
     alone, which leaves its start-up out; the stages' and the broker's over the run), and no more
-    than the classifiers manage with a core each: a classifier is one thread of work, so with one
-    classifier the second core can only serve the other processes.
+    than the classifiers manage with a core per thread of their model's transform (``classifier_threads``,
+    one per classifier when the run does not say): a classifier of one thread leaves the second core
+    to the other processes however idle they leave it.
     """
     run = run or {}
     per_record = dict(run.get("cpu_ms_per_record") or {})
@@ -83,8 +84,9 @@ def pipeline_limit(run: dict[str, Any] | None, producer_cpu_ms: float | None, cp
         per_record["producer"] = producer_cpu_ms
     total = sum(v for v in per_record.values() if v is not None)
     machine = 1000 * cpus / total if total > 0 and cpus else None
-    classifier_ms, replicas = per_record.get("classifier"), run.get("classifiers")
-    replicas_limit = 1000 * replicas / classifier_ms if classifier_ms and replicas else None
+    classifier_ms = per_record.get("classifier")
+    threads = run.get("classifier_threads") or run.get("classifiers")
+    replicas_limit = 1000 * threads / classifier_ms if classifier_ms and threads else None
     bound = [v for v in (machine, replicas_limit) if v]
     limit = min(bound) if bound else None
     # the rate over the span the CPU was counted over (first record produced to last predicted)
@@ -94,7 +96,7 @@ def pipeline_limit(run: dict[str, Any] | None, producer_cpu_ms: float | None, cp
             "cpu_ms_per_record_total": total or None, "machine_limit": machine,
             "classifiers_limit": replicas_limit, "cpu_limit": limit,
             "binding": None if limit is None else ("the machine's CPUs" if limit == machine
-                                                   else "a core per classifier"),
+                                                   else "a core per classifier thread"),
             "of_cpu_limit": ratio(span_rate, limit)}
 
 
@@ -296,7 +298,7 @@ def _limits_table(results: dict[str, Any], add: Any) -> None:
         add(f"| end to end (producer → filter → classifier → predictions) | records/s steady / whole run | "
             f"CPU ms / record over the whole run, every "
             f"process | {results.get('meta', {}).get('cpu_count', '?')} CPUs / CPU per record | a core per "
-            "classifier | of the lower |")
+            "classifier thread | of the lower |")
         add("| --- | ---: | --- | ---: | ---: | ---: |")
         for key, label in pipe:
             lim = ratios[key]

@@ -304,10 +304,12 @@ def measure_stages(settings: Settings, models_dir: str, opts: BenchOptions, work
                 run["knob_label"] = knob.label if knob else ""
                 runs.setdefault(key, []).append(run)
                 _say_stage(say, run)
-            # the classifier drains what the first round's filter wrote (at least 90 % of the backlog)
+            # the classifier drains what the first round's filter wrote (at least 90 % of the backlog), on
+            # one thread: its CPU-bound limit is what it moves with a core to itself
             say(f"round {round_}/{opts.repeats}, classifier")
             run = stages.drain(backlog, "classifier", "filter-r1-out", logs, broker_pid,
-                               label=f"classifier-r{round_}", records=int(0.9 * backlog.records), progress=say)
+                               settings=backlog.base.replace(classifier_threads=1), label=f"classifier-r{round_}",
+                               records=int(0.9 * backlog.records), progress=say)
             run["knob_label"] = ""
             runs.setdefault("classifier", []).append(run)
             _say_stage(say, run)

@@ -67,6 +67,10 @@ PREDICTIONS = Counter("ppg_mi_predictions", "Predictions by predicted class and 
                       ["predicted_class", "model_version"])
 MODEL_INFO = Info("ppg_mi_model", "The model version the classifier currently serves.")
 MODEL_RELOADS = Counter("ppg_mi_model_reloads", "Model switches by outcome (loaded, rejected).", ["outcome"])
+CLASSIFIER_THREADS = Gauge(
+    "ppg_mi_classifier_threads",
+    "Threads the classifier's model transform runs on (PPG_MI_CLASSIFIER_THREADS, or the CPUs the process may use).",
+)
 MODEL_CURRENT_REJECTED = Gauge(
     "ppg_mi_model_current_rejected",
     "1 while the version the model store's `current` names failed to load or warm up (the classifier serves the "

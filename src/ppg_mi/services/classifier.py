@@ -19,6 +19,7 @@ from ..config import Settings
 from ..model import Checkpoint, ModelError, ModelStore, load_checkpoint
 from ..model.checkpoint import CARD_FILE, ESTIMATOR_FILE
 from ..model.numba_cache import use_numba_cache
+from ..model.threads import set_transform_threads, usable_cpus
 from ..observability import metrics as m
 from ..observability.metrics import StageMetrics
 from ..signal import BandPass, InvalidSignal, conform, validate_samples
@@ -52,8 +53,10 @@ class ModelServer:
     the message says how to train one).
     """
 
-    def __init__(self, store: ModelStore, band: BandPass, samples_per_record: int, reload_interval_s: float) -> None:
+    def __init__(self, store: ModelStore, band: BandPass, samples_per_record: int, reload_interval_s: float,
+                 threads: int = 1) -> None:
         self.store = store
+        self.threads = threads
         self.band = band
         self.samples_per_record = samples_per_record
         self.reload_interval_s = reload_interval_s
@@ -177,6 +180,7 @@ class ModelServer:
 
     def _load(self, path) -> Checkpoint:  # noqa: ANN001
         checkpoint = load_checkpoint(path, self.band, self.samples_per_record)
+        set_transform_threads(checkpoint.estimator, self.threads)  # before the warm-up compiles for them
         # numba compiles on the first call: pay it here, before readiness or the switch
         seconds = checkpoint.warm_up(self.samples_per_record)
         log.info("model loaded", extra={"model_version": checkpoint.version, "warm_up_seconds": round(seconds, 2)})
@@ -291,8 +295,10 @@ def run(settings: Settings) -> int:
         metrics = StageMetrics(ROLE, health)
         health.add_check("broker", broker_check(settings))
         health.add_check("model", lambda: (False, "loading and warming up the model"))
+        threads = settings.classifier_threads or usable_cpus()
+        m.CLASSIFIER_THREADS.set(threads)
         models = ModelServer(ModelStore(settings.models_dir), BandPass.from_settings(settings),
-                             settings.samples_per_record, settings.model_reload_interval_s)
+                             settings.samples_per_record, settings.model_reload_interval_s, threads)
         health.add_check("model", models.check)
         if models.checkpoint is None:
             # live but not ready: a restart would load the same `current` and fail again

@@ -10,7 +10,7 @@ from sklearn.linear_model import RidgeClassifierCV
 from sklearn.pipeline import make_pipeline
 
 from ppg_mi.model.estimators import build_estimator, convolution_kind_name, resolve_kind
-from ppg_mi.model.hydra import (HydraTransform, HydraWithRocket, SparseScaler, hydra_dilations,
+from ppg_mi.model.hydra import (HydraTransform, HydraWithRocket, SparseScaler, hydra_counts, hydra_dilations,
                                 hydra_feature_count)
 from ppg_mi.model.rhythm import FEATURES
 
@@ -55,7 +55,11 @@ def test_the_numba_counts_equal_the_numpy_reference() -> None:
     hydra = HydraTransform(n_kernels=4, n_groups=2, random_state=7).fit(x)
     np.testing.assert_array_equal(hydra.dilations_, [1, 2, 4])  # floor(log2(59 / 8)) = 2
     expected = _reference_counts(x[:, 0, :], hydra.weights_, hydra.dilations_, 4)
-    np.testing.assert_allclose(hydra.transform(x), expected, rtol=0, atol=1e-9)
+    exact = np.zeros_like(expected)  # the numba function computes in its input's precision: float64 here
+    hydra_counts(np.ascontiguousarray(x[:, 0, :]), hydra.weights_, hydra.dilations_, 4, exact)
+    np.testing.assert_allclose(exact, expected, rtol=0, atol=1e-9)
+    # the transform computes in float32 (as fast MiniRocket does): the same counts to float32's precision
+    np.testing.assert_allclose(hydra.transform(x), expected, rtol=1e-5, atol=1e-5)
     # every time point gives exactly one min count per group: 60 (recording) or 59 (difference)
     mins = hydra.transform(x).reshape(3, 3, 2, 2, 1, 4)[:, :, :, 1]  # records, dilations, reps, max|min, groups, k
     np.testing.assert_array_equal(mins.sum(axis=-1)[:, :, 0], 60)
@@ -90,7 +94,7 @@ def test_fit_transform_shape_contract() -> None:
     x = _recordings(5, 80)
     hydra = HydraTransform(4, 4)
     out = hydra.fit_transform(x)
-    assert out.shape == (5, hydra_feature_count(4, 4, 80)) and out.dtype == np.float64
+    assert out.shape == (5, hydra_feature_count(4, 4, 80)) and out.dtype == np.float64  # counts summed in float64
     assert hydra.transform(x[:2, 0, :]).shape == (2, out.shape[1])  # 2-D input is one channel too
     assert hydra.get_params() == {"n_kernels": 4, "n_groups": 4, "random_state": 0}
     with pytest.raises(ValueError, match="univariate"):

@@ -96,11 +96,26 @@ def test_fit_transform_shape_contract() -> None:
     out = hydra.fit_transform(x)
     assert out.shape == (5, hydra_feature_count(4, 4, 80)) and out.dtype == np.float64  # counts summed in float64
     assert hydra.transform(x[:2, 0, :]).shape == (2, out.shape[1])  # 2-D input is one channel too
-    assert hydra.get_params() == {"n_kernels": 4, "n_groups": 4, "random_state": 0}
+    assert hydra.get_params() == {"n_kernels": 4, "n_groups": 4, "random_state": 0, "n_jobs": 1}
     with pytest.raises(ValueError, match="univariate"):
         hydra.transform(np.zeros((2, 2, 80)))
     with pytest.raises(ValueError, match=">= 2 kernels"):
         HydraTransform(1, 4).fit(x)
+
+
+def test_threads_give_the_same_counts_and_the_classifier_can_set_them() -> None:
+    from ppg_mi.model.threads import set_transform_threads
+
+    x = _recordings(9, 200)
+    one = HydraTransform(8, 8, random_state=1).fit(x)
+    two = HydraTransform(8, 8, random_state=1, n_jobs=2).fit(x)
+    np.testing.assert_array_equal(one.transform(x), two.transform(x))
+    # a loaded model's transform threads are set on the fitted attribute, as for aeon's transforms
+    model = build_estimator("minirocket-168-ds4-hydra-4x8-rhy").fit(
+        np.random.default_rng(0).standard_normal((20, 1, 1000)), np.array(["MI", "Normal"] * 10))
+    assert set_transform_threads(model, 2) == 2  # MiniRocket and Hydra
+    hydra = model.named_steps["classifier"].steps[0][1].hydra_
+    assert hydra._n_jobs == 2 and hydra.n_jobs == 2
 
 
 def test_sparse_scaler_square_roots_standardises_and_keeps_zeros() -> None:

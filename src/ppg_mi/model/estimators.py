@@ -268,7 +268,7 @@ def convolution_kind(family: str, n_kernels: int, downsample: int, select: int |
 
         if hydra is not None:  # each block comes scaled as its own reference scales it: no StandardScaler
             if family == "hydra" and not rhythm:
-                return make_pipeline(HydraTransform(hydra[0], hydra[1], seed), SparseScaler(),
+                return make_pipeline(HydraTransform(hydra[0], hydra[1], seed, n_jobs), SparseScaler(),
                                      _ridge(select, scale=False))
             rocket = "minirocket" if family == "hydra" else family
             return make_pipeline(HydraWithRocket(rocket, n_kernels, hydra[0], hydra[1], rhythm, random_state=seed,

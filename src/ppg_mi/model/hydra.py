@@ -19,10 +19,12 @@ set, zero counts kept at zero).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import config as numba_config
+from numba import get_num_threads, njit, prange, set_num_threads
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import StandardScaler
 
@@ -100,47 +102,55 @@ def _compete(padded: np.ndarray, w: np.ndarray, dilation: int, m: int, first: bo
 
 
 @njit(cache=True)
-def hydra_counts(x: np.ndarray, weights: np.ndarray, dilations: np.ndarray, n_kernels: int,
-                 out: np.ndarray) -> None:
-    """Hydra's counts of every recording (rows of ``x``) into ``out`` (zeros, rows x features).
-
-    Over recordings, dilations, representations (the recording, then its first difference) and
-    groups.  Feature order, per dilation and representation: the max counts of every group's
-    kernels, then their min counts.  Written for kernels of :data:`KERNEL_LENGTH` (9) weights.
-    """
-    n_records, length = x.shape
+def _record_counts(row: np.ndarray, weights: np.ndarray, dilations: np.ndarray, n_kernels: int,
+                   out: np.ndarray) -> None:
+    """Hydra's counts of one recording into ``out`` (zeros, one per feature): over dilations,
+    representations (the recording, then its first difference) and groups."""
+    length = row.size
     n_dilations, divisor, per_representation, taps = weights.shape
     groups = per_representation // n_kernels
     widest = (taps - 1) * dilations[-1]
     # the series' precision throughout the competition (counts are summed in ``out``'s): float32
     # vectorises twice as wide; kernel indices as floats, one element width in the loop
-    padded = np.zeros(length + widest, dtype=x.dtype)
-    best_value = np.empty(length, dtype=x.dtype)
-    worst_value = np.empty(length, dtype=x.dtype)
-    best = np.empty(length, dtype=x.dtype)
-    worst = np.empty(length, dtype=x.dtype)
-    for r in range(n_records):
-        row = x[r]
-        column = 0
-        for di in range(n_dilations):
-            dilation = dilations[di]
-            padding = (taps - 1) * dilation // 2
-            for rep in range(divisor):
-                # the series zero-padded on both sides, shared by the dilation's kernels
-                m = length if rep == 0 else length - 1
-                padded[:] = 0.0
+    padded = np.zeros(length + widest, dtype=row.dtype)
+    best_value = np.empty(length, dtype=row.dtype)
+    worst_value = np.empty(length, dtype=row.dtype)
+    best = np.empty(length, dtype=row.dtype)
+    worst = np.empty(length, dtype=row.dtype)
+    column = 0
+    for di in range(n_dilations):
+        dilation = dilations[di]
+        padding = (taps - 1) * dilation // 2
+        for rep in range(divisor):
+            # the series zero-padded on both sides, shared by the dilation's kernels
+            m = length if rep == 0 else length - 1
+            padded[:] = 0.0
+            for t in range(m):
+                padded[padding + t] = row[t] if rep == 0 else row[t + 1] - row[t]
+            for g in range(groups):
+                for j in range(n_kernels):
+                    _compete(padded, weights[di, rep, g * n_kernels + j], dilation, m, j == 0, float(j),
+                             best_value, best, worst_value, worst)
+                max_base = column + g * n_kernels
+                min_base = column + groups * n_kernels + g * n_kernels
                 for t in range(m):
-                    padded[padding + t] = row[t] if rep == 0 else row[t + 1] - row[t]
-                for g in range(groups):
-                    for j in range(n_kernels):
-                        _compete(padded, weights[di, rep, g * n_kernels + j], dilation, m, j == 0, float(j),
-                                 best_value, best, worst_value, worst)
-                    max_base = column + g * n_kernels
-                    min_base = column + groups * n_kernels + g * n_kernels
-                    for t in range(m):
-                        out[r, max_base + int(best[t])] += best_value[t]
-                        out[r, min_base + int(worst[t])] += 1.0
-                column += 2 * groups * n_kernels
+                    out[max_base + int(best[t])] += best_value[t]
+                    out[min_base + int(worst[t])] += 1.0
+            column += 2 * groups * n_kernels
+
+
+@njit(cache=True, parallel=True)
+def hydra_counts(x: np.ndarray, weights: np.ndarray, dilations: np.ndarray, n_kernels: int,
+                 out: np.ndarray) -> None:
+    """Hydra's counts of every recording (rows of ``x``) into ``out`` (zeros, rows x features), the
+    recordings spread over numba's threads (``numba.set_num_threads``; one in training and selection).
+
+    Feature order, per dilation and representation (the recording, then its first difference): the
+    max counts of every group's kernels, then their min counts.  Written for kernels of
+    :data:`KERNEL_LENGTH` (9) weights; computes in ``x``'s precision.
+    """
+    for r in prange(x.shape[0]):
+        _record_counts(x[r], weights, dilations, n_kernels, out[r])
 
 
 class HydraTransform(TransformerMixin, BaseEstimator):
@@ -158,6 +168,10 @@ class HydraTransform(TransformerMixin, BaseEstimator):
         Groups per dilation (the paper's ``g``); half see the recording, half its first difference.
     random_state : int, default=0
         Seed of the kernels' weights; the same seed gives the same features.
+    n_jobs : int, default=1
+        Threads of the transform (the recordings of a batch spread over them); below 1, one per CPU.
+        Like aeon's transforms, it is resolved into ``_n_jobs`` when fitted, which the transform reads
+        (so ``ppg_mi.model.threads.set_transform_threads`` can change it on a loaded model).
 
     Attributes
     ----------
@@ -167,10 +181,11 @@ class HydraTransform(TransformerMixin, BaseEstimator):
         The kernels, shape (dilations, representations, groups per representation * n_kernels, 9).
     """
 
-    def __init__(self, n_kernels: int = 8, n_groups: int = 64, random_state: int = 0) -> None:
+    def __init__(self, n_kernels: int = 8, n_groups: int = 64, random_state: int = 0, n_jobs: int = 1) -> None:
         self.n_kernels = n_kernels
         self.n_groups = n_groups
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X: np.ndarray, y: Any = None) -> "HydraTransform":  # noqa: N803
         """Draw the kernels for the training recordings' length.
@@ -189,6 +204,7 @@ class HydraTransform(TransformerMixin, BaseEstimator):
         x = _univariate(X)
         self.dilations_ = hydra_dilations(x.shape[-1])
         self.weights_ = hydra_kernels(self.n_kernels, self.n_groups, self.dilations_.size, int(self.random_state))
+        self._n_jobs = int(self.n_jobs) if int(self.n_jobs) >= 1 else (os.cpu_count() or 1)
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
@@ -206,7 +222,12 @@ class HydraTransform(TransformerMixin, BaseEstimator):
         x = _univariate(X, np.float32)
         d, divisor, per_representation, _ = self.weights_.shape
         out = np.zeros((x.shape[0], d * divisor * per_representation * 2))
-        hydra_counts(x, self.weights_.astype(np.float32), self.dilations_, int(self.n_kernels), out)
+        previous = get_num_threads()
+        set_num_threads(max(1, min(int(getattr(self, "_n_jobs", 1)), numba_config.NUMBA_NUM_THREADS)))
+        try:
+            hydra_counts(x, self.weights_.astype(np.float32), self.dilations_, int(self.n_kernels), out)
+        finally:
+            set_num_threads(previous)
         return out
 
 
@@ -302,7 +323,7 @@ class HydraWithRocket(TransformerMixin, BaseEstimator):
     random_state : int, default=0
         Seed of both transforms' kernels.
     n_jobs : int, default=1
-        Threads of the rocket transform.
+        Threads of the rocket and the Hydra transforms.
     """
 
     def __init__(self, family: str = "minirocket", n_kernels: int = 1000, hydra_kernels: int = 8,
@@ -336,7 +357,7 @@ class HydraWithRocket(TransformerMixin, BaseEstimator):
         if int(self.n_kernels) > 0:
             self.rocket_ = rocket_transformer(self.family)(n_kernels=int(self.n_kernels), n_jobs=self.n_jobs,
                                                           random_state=self.random_state).fit(x)
-        self.hydra_ = HydraTransform(self.hydra_kernels, self.hydra_groups, self.random_state).fit(x)
+        self.hydra_ = HydraTransform(self.hydra_kernels, self.hydra_groups, self.random_state, self.n_jobs).fit(x)
         rocket, hydra, rhythm = self._blocks(x)
         self.rocket_scaler_ = StandardScaler().fit(rocket) if rocket is not None else None
         self.hydra_scaler_ = SparseScaler().fit(hydra)

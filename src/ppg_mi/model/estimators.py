@@ -342,6 +342,7 @@ MODEL_KINDS: dict[str, Kind] = {
     "minirocket-1000-ds4-d2": convolution_kind("minirocket", 1000, 4, derivatives=2),
     "minirocket-1000-ds4-rhy": convolution_kind("minirocket", 1000, 4, rhythm=True),
     "minirocket-1000-ds8-hydra-8x16-rhy": convolution_kind("minirocket", 1000, 8, rhythm=True, hydra=(8, 16)),
+    "hydra-8x16-ds4": hydra_kind(8, 16, 4),
 }
 
 

@@ -130,7 +130,7 @@ class Settings:
     models_dir: str = _setting("models", "Model store: one directory per checkpoint and a `current` pointer.")
     model_reload_interval_s: float = _setting(5.0, "How often the classifier checks `current` for a new model.")
     model_kind: str = _setting(
-        "hydra-8x16-ds4", "Estimator `ppg-mi train` fits by default: the kind the selection rule chose over 11 data "
+        "minirocket-1000-ds4-rhy", "Estimator `ppg-mi train` fits by default: the kind the selection rule chose over 11 data "
         "conditions (docs/model.md); any other kind by name, e.g. rdst for shapelets."
     )
     target_sensitivity: str = _setting(

@@ -136,3 +136,22 @@ def test_compare_with_an_operating_point_reports_calibration_and_the_threshold_d
     assert result["config"]["target_sensitivity"] == 0.9
     text = doc.read_text()
     assert "wrapped in `OperatingPoint`" in text and "| mean Brier | mean calibration error |" in text
+
+
+def test_the_speed_gate_holds_in_every_condition_not_only_in_the_median() -> None:
+    rows = [_row(c, SEED_KIND, 0.8, 100.0) for c in ("a", "b", "c")]
+    # 4x the seed in two conditions of three (median 4x), 2x in the third: not fast enough
+    rows += [_row("a", "fast-mostly", 0.95, 400.0), _row("b", "fast-mostly", 0.95, 400.0),
+             _row("c", "fast-mostly", 0.95, 200.0)]
+    rows += [_row(c, "fast-always", 0.90, 300.0) for c in ("a", "b", "c")]
+    summary = summarise(rows, (SEED_KIND, "fast-mostly", "fast-always"))
+    mostly = next(s for s in summary if s["kind"] == "fast-mostly")
+    assert mostly["speedup_vs_seed"] == 4.0 and mostly["worst_speedup_vs_seed"] == 2.0
+    assert choose(summary) == {"kind": "fast-always", "by_rule": True, "eligible": ["fast-always"]}
+
+
+def test_means_within_the_noise_go_to_the_faster() -> None:
+    rows = [_row(c, SEED_KIND, 0.8, 100.0) for c in ("a", "b")]
+    rows += [_row("a", "slower", 0.800, 400.0), _row("b", "slower", 0.912, 400.0)]   # mean 0.856
+    rows += [_row("a", "faster", 0.800, 500.0), _row("b", "faster", 0.910, 500.0)]   # mean 0.855
+    assert choose(summarise(rows, (SEED_KIND, "slower", "faster")))["kind"] == "faster"

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from ..config import Settings
 from ..local.kafka import free_port
+from ..model.threads import usable_cpus
 from ..observability.probe import fetch, metric_total
 from ..streaming.clients import common_config, reader_config
 from ..streaming.codec import decode_prediction
@@ -258,8 +259,13 @@ def run_pipeline(base: Settings, models_dir: str, log_dir: Path, *, records: int
         filt = spawn(settings, f"filter-{tag}", ["filter"], log_dir, stage_env)
         children.append(filt)
         classifier_children = []
+        # replicas on one machine share its cores as pods share a node: each gets its part as a CPU
+        # limit would give it (two classifiers of two threads each on two cores lose to one each)
+        share = {} if settings.classifier_threads else {
+            "PPG_MI_CLASSIFIER_THREADS": str(max(1, usable_cpus() // max(classifiers, 1)))}
         for i in range(classifiers):
-            c = spawn(settings, f"classifier-{i + 1}-{tag}", ["classify"], log_dir, {**(stage_env or {}), **(extra_env or {})})
+            c = spawn(settings, f"classifier-{i + 1}-{tag}", ["classify"], log_dir,
+                      {**share, **(stage_env or {}), **(extra_env or {})})
             children.append(c)
             classifier_children.append(c)
         for c in children:

@@ -58,7 +58,9 @@ build_base() {
   step "building the Python base $BASE_IMAGE from Debian packages (mmdebstrap)"
   local work sources=() aptopts=()
   work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+  # a RETURN trap outlives the function that set it (it fired again, `work` unset, when
+  # build_image returned on a machine without the base): it clears itself
+  trap 'rm -rf "${work:-}"; trap - RETURN' RETURN
   # the machine's own apt sources and Acquire settings (proxies, validity), so the base comes
   # from wherever this machine gets Debian packages
   if [ -f /etc/apt/sources.list.d/debian.sources ]; then

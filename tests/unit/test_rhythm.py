@@ -117,3 +117,35 @@ def test_beat_peaks_finds_what_scipys_find_peaks_finds() -> None:
         peaks, prominences = beat_peaks(row, distance, prominence)
         np.testing.assert_array_equal(peaks, expected)
         np.testing.assert_allclose(prominences, props["prominences"])
+
+
+def _fft_dominant_lag(row: np.ndarray, fs: float) -> tuple[int, float]:
+    """Reference: the lag of the highest autocorrelation among plausible beat periods, by FFT."""
+    from ppg_mi.model.rhythm import LONGEST_PERIOD_S, SHORTEST_PERIOD_S
+
+    n = row.size
+    lo, hi = max(1, int(SHORTEST_PERIOD_S * fs)), min(n - 1, int(np.ceil(LONGEST_PERIOD_S * fs)))
+    centred = row - row.mean()
+    spectrum = np.fft.rfft(centred, 2 * n)
+    acf = np.fft.irfft(spectrum * np.conj(spectrum))[:hi + 1]
+    lag = lo + int(np.argmax(acf[lo:hi + 1]))
+    return lag, float(acf[lag] / acf[0])
+
+
+def test_the_direct_autocorrelation_agrees_with_an_fft_and_threads_do_not_change_features() -> None:
+    from numba import get_num_threads
+
+    rng = np.random.default_rng(9)
+    for fs in (FS, 125.0, 25.0):
+        seconds = 16.0
+        rows = np.stack([_pulses(np.cumsum(rng.normal(period, 0.03, 40)), fs, seconds)
+                         + rng.normal(0, 0.2, int(seconds * fs)) for period in rng.uniform(0.35, 1.4, 24)])
+        features = rhythm_feature_matrix(rows, fs)
+        for row, f in zip(rows, features):
+            _, regularity = _fft_dominant_lag(row, fs)
+            if _feature(f, "beat_found"):
+                # the regularity is the autocorrelation at the lag chosen: the FFT's maximum
+                assert _feature(f, "regularity") == pytest.approx(regularity, abs=1e-9)
+        assert features[:, -1].mean() > 0.5  # most trains were found, so the check above ran
+        if get_num_threads() >= 2:
+            np.testing.assert_array_equal(rhythm_feature_matrix(rows, fs, threads=2), features)

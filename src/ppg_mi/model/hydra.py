@@ -23,10 +23,11 @@ import os
 from typing import Any
 
 import numpy as np
-from numba import config as numba_config
-from numba import get_num_threads, njit, prange, set_num_threads
+from numba import njit, prange
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import StandardScaler
+
+from .threads import numba_threads
 
 #: the kernels' length (weights), as in the paper
 KERNEL_LENGTH = 9
@@ -222,12 +223,8 @@ class HydraTransform(TransformerMixin, BaseEstimator):
         x = _univariate(X, np.float32)
         d, divisor, per_representation, _ = self.weights_.shape
         out = np.zeros((x.shape[0], d * divisor * per_representation * 2))
-        previous = get_num_threads()
-        set_num_threads(max(1, min(int(getattr(self, "_n_jobs", 1)), numba_config.NUMBA_NUM_THREADS)))
-        try:
+        with numba_threads(getattr(self, "_n_jobs", 1)):
             hydra_counts(x, self.weights_.astype(np.float32), self.dilations_, int(self.n_kernels), out)
-        finally:
-            set_num_threads(previous)
         return out
 
 
@@ -369,7 +366,8 @@ class HydraWithRocket(TransformerMixin, BaseEstimator):
 
         rocket = np.asarray(self.rocket_.transform(x), dtype=np.float64) if self.rocket_ is not None else None
         hydra = self.hydra_.transform(x)
-        rhythm = rhythm_feature_matrix(x[:, 0, :], float(self.sampling_rate_hz)) if self.rhythm else None
+        rhythm = (rhythm_feature_matrix(x[:, 0, :], float(self.sampling_rate_hz), getattr(self.hydra_, "_n_jobs", 1))
+                  if self.rhythm else None)
         return rocket, hydra, rhythm
 
     def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803

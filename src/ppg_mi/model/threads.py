@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from numba import config as numba_config
+from numba import get_num_threads, set_num_threads
 from sklearn.base import BaseEstimator
 
 
@@ -50,6 +53,18 @@ def set_transform_threads(estimator: Any, threads: int) -> int:
                 est.n_jobs = threads
             count += 1
     return count
+
+
+@contextmanager
+def numba_threads(threads: int) -> Iterator[None]:
+    """Run the numba ``prange`` loops called inside on ``threads`` threads (capped by numba's pool),
+    as aeon's transforms do with their ``_n_jobs``; the previous count is restored after."""
+    previous = get_num_threads()
+    set_num_threads(max(1, min(int(threads), numba_config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        set_num_threads(previous)
 
 
 def usable_cpus(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:

@@ -107,6 +107,16 @@ class Settings:
         "500 ms default was most of a record's wait between the filter and the classifier at half load "
         "(measured by the bench's latency runs, docs/performance.md)."
     )
+    fetch_min_bytes: int = _setting(
+        1, "Least a consumer's fetch asks the broker to gather before it answers, unless fetch_wait_max_ms "
+        "passes first (librdkafka's fetch.min.bytes): larger means fewer fetch requests for the broker to serve."
+    )
+    producer_linger_ms: int = _setting(
+        20, "How long a producer holds a record to batch it with the next ones (librdkafka's linger.ms): "
+        "fewer, larger produce requests for the broker against that much added latency. At half load 5 ms "
+        "made four times the requests, and the broker's CPU per request was the tail of the latency "
+        "(docs/performance.md)."
+    )
     fetch_queue_backoff_ms: int = _setting(
         100, "Wait before fetching again once the prefetch cap is reached (librdkafka's fetch.queue.backoff.ms; "
         "its 1000 ms default idled a stage that empties its queue in less; 20 and 100 were within the bench's "

@@ -8,7 +8,6 @@ from typing import Any
 
 from ..config import Settings
 from ..local.kafka import kafka_tool
-from ..streaming.clients import RAW_PRODUCER_LINGER_MS
 
 PRODUCER_MAIN = "org.apache.kafka.tools.ProducerPerformance"
 CONSUMER_MAIN = "org.apache.kafka.tools.ConsumerPerformance"
@@ -60,11 +59,11 @@ def producer_limit(settings: Settings, topic: str, records: int, record_bytes: i
                      # the JVM's and the connection's start-up is not the broker's limit
                      "--warmup-records", str(records // 5),
                      "--command-property", f"bootstrap.servers={settings.bootstrap_servers}", "acks=all",
-                     "enable.idempotence=true", f"compression.type={settings.compression}", f"linger.ms={RAW_PRODUCER_LINGER_MS}",
+                     "enable.idempotence=true", f"compression.type={settings.compression}", f"linger.ms={settings.producer_linger_ms}",
                      heap="512m")
     out = parse_producer_output(_run(cmd, timeout))
     out["note"] = (f"{record_bytes}-byte random records, acks=all, idempotent, compression {settings.compression}, "
-                   f"linger {RAW_PRODUCER_LINGER_MS} ms; "
+                   f"linger {settings.producer_linger_ms} ms; "
                    f"steady state after {records // 5} warm-up records")
     return out
 

@@ -335,6 +335,14 @@ def _where_time_goes(results: dict[str, Any], add: Any) -> None:
             f"{_ms(f2p.get('p99'))} ms (the filter's commit, {_num(commit.get('filter'))} ms a transaction, before "
             f"`read_committed` shows its records; the classifier's fetch, its wait for the batch in hand and its "
             f"model, mean batch {_num(lat.get('classifier_mean_batch'))}).")
+        share = lat.get("cpu_share_in_window") or {}
+        if share.get("machine") is not None:
+            # a queue's wait grows as 1 / (1 - utilisation): how busy the CPUs were explains the tail
+            parts = ", ".join(f"{name} {share[name]:.2f}" for name in ("producer", "filter", "classifier", "other")
+                              if share.get(name) is not None)
+            add("")
+            add(f"CPUs busy meanwhile: {share['machine']:.2f} of {results.get('meta', {}).get('cpu_count', '?')} "
+                f"({parts}; other: the broker, the bench's own reader and the kernel).")
         add("")
 
 

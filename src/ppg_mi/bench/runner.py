@@ -111,10 +111,11 @@ def stage_knobs(quick: bool) -> list[Knob]:
 
 def latency_knobs(quick: bool) -> list[Knob]:
     """Settings the half-load latency run also runs with (the filter and the classifier)."""
-    before = Knob("pipeline", (("fetch_wait_max_ms", 500),), "librdkafka's default, before")
+    linger_before = Knob("pipeline", (("producer_linger_ms", 5),), "before")
     if quick:
-        return [before]
-    return [before, Knob("pipeline", (("batch_max_records", 256),), "before")]
+        return [linger_before]
+    return [linger_before, Knob("pipeline", (("fetch_wait_max_ms", 500),), "librdkafka's default, before"),
+            Knob("pipeline", (("classifier_threads", 1),))]
 
 
 class Clock:

@@ -37,19 +37,15 @@ def common_config(settings: Settings) -> dict[str, Any]:
     return cfg
 
 
-#: How long the raw producer holds a record to batch it with the next ones: at half load a
-#: record's whole way to its prediction has a budget of 250 ms (docs/performance.md), and batches
-#: still fill at the rates where batching matters (8 kB records, 1 MB batches).
-RAW_PRODUCER_LINGER_MS = 5
-
-
 def idempotent_producer_config(settings: Settings) -> dict[str, Any]:
     """The producer of raw recordings: idempotent, acks=all, batched."""
     return {
         **common_config(settings),
         "enable.idempotence": True,
         "acks": "all",
-        "linger.ms": RAW_PRODUCER_LINGER_MS,
+        # at half load a record's whole way to its prediction has a budget of 250 ms (docs/performance.md),
+        # and batches still fill at the rates where batching matters (8 kB records, 1 MB batches)
+        "linger.ms": settings.producer_linger_ms,
         "compression.type": settings.compression,
         "message.max.bytes": settings.max_message_bytes + 4096,
         "queue.buffering.max.kbytes": 65536,
@@ -65,7 +61,6 @@ def transactional_producer_config(settings: Settings, role: str) -> dict[str, An
         "transaction.timeout.ms": settings.transaction_timeout_ms,
         # librdkafka requires a record's delivery timeout to fit inside the transaction's
         "message.timeout.ms": min(settings.producer_delivery_timeout_ms, settings.transaction_timeout_ms),
-        "linger.ms": 5,
         # A transaction begun right after a commit is refused (CONCURRENT_TRANSACTIONS) until the
         # broker has written the previous one's markers, a few ms; librdkafka then retries after
         # retry.backoff.ms. Its 100 ms default cost the filter ~90 ms per transaction (docs/performance.md).
@@ -104,6 +99,7 @@ def transactional_consumer_config(settings: Settings, group_id: str) -> dict[str
         # how long a fetch waits at the broker for records: librdkafka's 500 ms default was most of a
         # record's wait between the filter and the classifier at half load (the bench's latency runs)
         "fetch.wait.max.ms": settings.fetch_wait_max_ms,
+        "fetch.min.bytes": settings.fetch_min_bytes,
         "fetch.max.bytes": max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
         "max.partition.fetch.bytes": settings.max_message_bytes + 4096,
         # a killed member keeps its partitions this long (a replacement pod waits for it); a broker

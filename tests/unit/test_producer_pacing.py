@@ -1,8 +1,8 @@
-"""The paced producer's loop (pure logic: librdkafka's Producer is replaced by a recorder)."""
+"""The paced producer's loop (pure logic: librdkafka's Producer and the clock are replaced)."""
 
 from __future__ import annotations
 
-import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,15 +13,20 @@ from ppg_mi.services import producer as producer_module
 
 
 class RecordingProducer:
-    """Acknowledges every record at once and waits in whole milliseconds, as librdkafka's poll() does."""
+    """Acknowledges every record at once; a poll with nothing to serve lets its timeout pass on a
+    fake clock (a real one under a millisecond returns at once, and the caller spins meanwhile)."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self) -> None:
+        self.now = 0.0
         self.waits: list[float] = []
         self.sent_at: list[float] = []
         self.pending: list[Any] = []
 
+    def monotonic(self) -> float:
+        return self.now
+
     def produce(self, topic: str, value: bytes, key: bytes, on_delivery: Any) -> None:
-        self.sent_at.append(time.monotonic())
+        self.sent_at.append(self.now)
         self.pending.append(on_delivery)
 
     def poll(self, timeout: float) -> int:
@@ -31,7 +36,7 @@ class RecordingProducer:
             report(None, None)
         self.pending.clear()
         if not served:
-            time.sleep(int(timeout * 1000) / 1000)
+            self.now += timeout
         return served
 
     def flush(self, timeout: float) -> int:
@@ -41,18 +46,19 @@ class RecordingProducer:
 
 @pytest.mark.parametrize("rate", [2000.0, 300.0])
 def test_a_paced_producer_keeps_its_rate_without_spinning(monkeypatch: pytest.MonkeyPatch, rate: float) -> None:
-    made: list[RecordingProducer] = []
-    monkeypatch.setattr(producer_module, "Producer", lambda cfg: made.append(RecordingProducer(cfg)) or made[-1])
+    fake = RecordingProducer()
+    monkeypatch.setattr(producer_module, "Producer", lambda cfg: fake)
+    monkeypatch.setattr(producer_module, "time", SimpleNamespace(monotonic=fake.monotonic))
     records = 400
     data = generate(SyntheticConfig(records=records, samples=64, seed=1, id_prefix="pace"))
     settings = Settings(producer_rate=rate, samples_per_record=64)
     summary = producer_module.produce(settings, data, "0/1", progress=False)
     assert summary.ok and summary.delivered == records
-    fake = made[0]
     # a wait shorter than librdkafka's millisecond is no wait: asking for one spun a core
     waits = [w for w in fake.waits if w > 0]
     assert waits and min(waits) >= producer_module.PACING_RESOLUTION_S
     # the schedule holds: no record more than the resolution ahead of its moment
-    first = fake.sent_at[0]
-    early = [(i / rate) - (t - first) for i, t in enumerate(fake.sent_at)]
-    assert max(early) <= producer_module.PACING_RESOLUTION_S + 1e-4
+    early = [i / rate - t for i, t in enumerate(fake.sent_at)]
+    assert max(early) <= producer_module.PACING_RESOLUTION_S + 1e-9
+    # and none late: the whole shard took its scheduled time, within a millisecond
+    assert fake.sent_at[-1] == pytest.approx((records - 1) / rate, abs=producer_module.PACING_RESOLUTION_S)

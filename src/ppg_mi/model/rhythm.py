@@ -59,18 +59,12 @@ def _rhythm_rows(x: np.ndarray, lo: int, hi: int, fs: float, shortest_s: float, 
 
     The autocorrelation is summed directly over the plausible lags only (about 40 at the
     classifier's 31 Hz): cheaper than a whole FFT of twice the recording, and free of numpy's
-    serial calls between the parallel parts (docs/performance.md)."""
+    serial calls between the parallel parts (docs/model.md)."""
     n = x.shape[1]
     for r in prange(x.shape[0]):
         row = x[r]
-        mean = 0.0
-        for i in range(n):
-            mean += row[i]
-        mean /= n
-        centred = row - mean
-        energy = 0.0
-        for i in range(n):
-            energy += centred[i] * centred[i]
+        centred = row - row.mean()
+        energy = (centred * centred).sum()
         if energy <= 0:  # flat: no period, every feature 0
             continue
         # lags innermost: independent sums the compiler vectorises, in the order a lag-by-lag sum adds

@@ -741,7 +741,7 @@ def test_a_fatal_consumer_error_replaces_the_consumer(monkeypatch: pytest.Monkey
     fresh = ScriptedConsumer([("assign", [0]), FakeMessage("in", 0, 3)])
     monkeypatch.setattr(loop, "_new_consumer", lambda: fresh)
     processed: list[list[InputRecord]] = []
-    monkeypatch.setattr(loop, "_process_batch", lambda batch: processed.append(batch))
+    monkeypatch.setattr(loop, "_process_batch", lambda batch, *_: processed.append(batch))
     loop.processor = EchoProcessor()  # type: ignore[assignment]
     loop.consumer = dead  # type: ignore[assignment]
     loop._subscribe()

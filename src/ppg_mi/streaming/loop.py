@@ -9,6 +9,12 @@ One transaction per micro-batch::
       send_offsets_to_transaction(next offsets, consumer group metadata)
     commit_transaction
 
+With ``process_during_commit`` (the default) a turn also takes the *next* batch, what is already
+fetched, before its transaction begins, and a worker thread processes it while the transaction is
+produced and committed: the commit's wait for the broker no longer idles the stage.  The next turn
+produces it, after dropping what a rebalance served by that fetch revoked; after a failed
+transaction it is dropped unproduced, since the rewind seeks back past it.
+
 Errors are handled as librdkafka's transactional API asks: a *retriable* error of
 ``commit_transaction`` repeats the call (for up to :data:`COMMIT_RETRY_BUDGET_S`); any other
 non-fatal error (``txn_requires_abort`` or a failed ``send_offsets_to_transaction``) aborts
@@ -46,6 +52,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
@@ -218,6 +225,15 @@ class Failure:
 Outcome = Output | DeadLetter
 
 
+@dataclass(frozen=True)
+class Processed:
+    """A batch and its outcomes, not yet produced; ``started`` is when its processing began."""
+
+    batch: list[InputRecord]
+    outcomes: list[Outcome]
+    started: float
+
+
 class Processor(Protocol):
     def process(self, batch: Sequence[InputRecord]) -> Sequence[Outcome]:
         """Return exactly one outcome per input record, in order."""
@@ -295,6 +311,12 @@ class StageLoop:
         self._attempt_no = 0  # tags delivery reports with the attempt whose message they report
         self._refused: dict[int, KafkaError] = {}
         self._closed = threading.Event()  # the consumer left the group and the producer flushed
+        #: processes the next batch while a transaction commits (None: process_during_commit is off)
+        self._worker = (ThreadPoolExecutor(1, thread_name_prefix=f"{role}-next-batch")
+                        if settings.process_during_commit else None)
+        self._next: Processed | None = None  # the next batch, processed during the last commit
+        #: rewinds and consumer replacements so far: a batch fetched before one is behind the position
+        self._repositioned = 0
 
     # --- lifecycle -----------------------------------------------------------
     def stop(self) -> None:
@@ -341,26 +363,66 @@ class StageLoop:
             self._close()
 
     def _turn(self) -> None:
-        """One turn of the loop: a batch fetched, filtered to what this process owns, and processed."""
-        self.processor.between_batches()
+        """One turn of the loop: a batch fetched, filtered to what this process owns, processed, and
+        committed in one transaction; with a worker, the next batch is processed meanwhile."""
+        current, self._next = self._next, None
+        if current is None:
+            self.processor.between_batches()
+            batch = self._fetch_owned()
+            if not batch:
+                return
+            current = self._processed(batch)
+        if self._worker is None:
+            self._process_batch(current.batch, current.outcomes, current.started)
+            return
+        repositioned = self._repositioned
+        following = self._fetch_owned(0.0)  # no transaction is open: rebalance callbacks may run here
+        current = self._still_owned(current)
+        if not current.batch:
+            self._next = self._processed(following) if following else None
+            return
+        self.processor.between_batches()  # no transaction is open, and no processing runs
+        job: Future[Processed] | None = self._worker.submit(self._processed, following) if following else None
         try:
-            fetched = self._fetch()
+            self._process_batch(current.batch, current.outcomes, current.started)
+        finally:
+            processed = job.result() if job is not None else None
+        if processed is not None and self._repositioned == repositioned and not self._stop.is_set():
+            self._next = processed
+
+    def _fetch_owned(self, wait_s: float | None = None) -> list[InputRecord]:
+        """The records :meth:`_fetch` returns that this process owns and may process now; a consumer
+        that failed fatally is replaced (nothing of its fetch is kept)."""
+        try:
+            fetched = self._fetch(wait_s)
         except ConsumerFailed as exc:
             self._consumer_fatal_in_a_row += 1
             if self._consumer_fatal_in_a_row > MAX_FATAL_IN_A_ROW:
                 raise
             self._replace_consumer("consumer failed fatally; replacing the consumer", str(exc))
-            return
-        batch = self._from_rewind_points(self._owned(fetched))
-        if batch:
-            self._process_batch(batch)
+            return []
+        return self._from_rewind_points(self._owned(fetched))
+
+    def _processed(self, batch: list[InputRecord]) -> Processed:
+        started = time.perf_counter()
+        return Processed(batch, self._outcomes(batch), started)
+
+    def _still_owned(self, processed: Processed) -> Processed:
+        """``processed`` without the records whose partitions a rebalance took away since it was fetched."""
+        keep = [i for i, r in enumerate(processed.batch) if self._owns(r)]
+        if len(keep) == len(processed.batch):
+            return processed
+        log.info("dropped processed records of revoked partitions", extra={
+            "stage": self.role, "dropped": len(processed.batch) - len(keep)})
+        return Processed([processed.batch[i] for i in keep], [processed.outcomes[i] for i in keep],
+                         processed.started)
 
     def _subscribe(self) -> None:
         self.consumer.subscribe([self.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
                                 on_lost=self._on_lost)
 
-    def _fetch(self) -> list[InputRecord]:
-        """Wait up to ``batch_max_wait_ms`` for one record, then add those already fetched.
+    def _fetch(self, wait_s: float | None = None) -> list[InputRecord]:
+        """Wait up to ``wait_s`` (default ``batch_max_wait_ms``) for one record, then add those already fetched.
 
         Batches are self-clocking: as large as what arrived while the previous one was being
         processed (up to ``batch_max_records``), plus what arrives within ``batch_fill_ms``
@@ -373,7 +435,7 @@ class StageLoop:
         list, indistinguishable; #18 item 6).  A message a poll returns after serving a callback
         belongs to the new assignment: librdkafka drops fetched messages of an outdated one.
         """
-        first = self.consumer.poll(self.settings.batch_max_wait_ms / 1000)
+        first = self.consumer.poll(self.settings.batch_max_wait_ms / 1000 if wait_s is None else wait_s)
         if first is None:
             return []
         messages = [self._tagged(first)]
@@ -419,6 +481,8 @@ class StageLoop:
             self.producer.flush(min(2.0, self._remaining()))
         except KafkaException as exc:  # a fenced or failed producer: its transaction is aborted anyway
             log.warning("producer flush failed", extra={"error": str(exc)})
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
         self._closed.set()
         log.info("stage stopped", extra={"stage": self.role})
 
@@ -511,13 +575,15 @@ class StageLoop:
         within one fetch resumes from the committed offset as well: its records of the earlier
         assignment come again under the new one, and both in one batch would be one record twice.
         """
-        owned = [r for r in records
-                 if (r.topic, r.partition) in self._assigned
-                 and r.assignment == self._generation.get((r.topic, r.partition), 0)]
+        owned = [r for r in records if self._owns(r)]
         if len(owned) != len(records):
             log.info("dropped records of revoked partitions or of an earlier assignment",
                      extra={"stage": self.role, "dropped": len(records) - len(owned)})
         return owned
+
+    def _owns(self, record: InputRecord) -> bool:
+        key = (record.topic, record.partition)
+        return key in self._assigned and record.assignment == self._generation.get(key, 0)
 
     def _outcomes(self, batch: list[InputRecord]) -> list[Outcome]:
         limit = self.settings.max_message_bytes
@@ -549,9 +615,13 @@ class StageLoop:
             log.error("record failed", extra={"record_id": record.record_id, "error": repr(exc)})
             return DeadLetter("processing_error", repr(exc)[:500])
 
-    def _process_batch(self, batch: list[InputRecord]) -> None:
-        started = time.perf_counter()
-        outcomes = self._outcomes(batch)
+    def _process_batch(self, batch: list[InputRecord], outcomes: list[Outcome] | None = None,
+                       started: float | None = None) -> None:
+        """Commit ``batch``'s outcomes (processed now unless given) in one transaction, or handle its failure."""
+        if outcomes is None:
+            started = time.perf_counter()
+            outcomes = self._outcomes(batch)
+        started = time.perf_counter() if started is None else started
         if self._attempts >= MAX_BATCH_ATTEMPTS:
             # the same work failed again and again for no reason the broker named: find the record
             self._one_by_one(batch, outcomes, started)
@@ -876,6 +946,7 @@ class StageLoop:
         point below the partition's log start (retention deleted those records) moves to the log
         start: the records lost are counted, not sought forever (#18 item 5).
         """
+        self._repositioned += 1
         if self._stop.is_set():
             return  # leaving the group: the next owner resumes from the committed offsets anyway
         first: dict[tuple[str, int], int] = {}
@@ -917,6 +988,7 @@ class StageLoop:
         that does not return in time is left behind; its callbacks no longer touch this loop.
         """
         log.error(why, extra={"stage": self.role, "error": error, "replaced": self.consumers_replaced + 1})
+        self._repositioned += 1
         old = self.consumer
         try:
             call_with_deadline(old.close, CALL_TIMEOUT_S, f"{self.role} consumer close")

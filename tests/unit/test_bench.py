@@ -106,6 +106,11 @@ def test_a_turn_is_split_into_processing_commit_and_waiting() -> None:
     assert t["process_s"] == pytest.approx(0.050) and t["commit_s"] == pytest.approx(0.010)
     assert t["wait_s"] == pytest.approx(256 / 3800 - 0.060)
     assert turn_split({"records_per_s": 1.0}) == {}
+    # processing during the commit: a batch's fetch-to-commit time spans more than its turn
+    overlapped = {**_results()["stages"]["filter"], "settings": {"process_during_commit": True}}
+    t = turn_split(overlapped)
+    assert t["overlapped"] and t["process_s"] is None and t["wait_s"] is None
+    assert t["commit_s"] == pytest.approx(0.010) and t["turn_s"] == pytest.approx(256 / 3800)
 
 
 def test_targets_give_each_goal_a_verdict() -> None:

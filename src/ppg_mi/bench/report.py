@@ -105,7 +105,9 @@ def turn_split(run: dict[str, Any] | None) -> dict[str, float | None]:
 
     A turn moves a mean batch in ``batch / records_per_s`` seconds; ``batch_s`` of it runs from
     the fetch to the commit (``commit_s`` of which is ``send_offsets`` + ``commit_transaction``);
-    the rest the loop waited in ``poll`` for its next batch's first record.
+    the rest the loop waited in ``poll`` for its next batch's first record.  With
+    ``process_during_commit`` (``overlapped``) a batch's processing runs during the previous commit,
+    so ``batch_s`` spans more than its turn: only the turn and the commit are told apart.
     """
     turns = (run or {}).get("turns") or {}
     rate, batch, busy, commit = ((run or {}).get("records_per_s"), turns.get("mean_batch"), turns.get("batch_s"),
@@ -113,8 +115,11 @@ def turn_split(run: dict[str, Any] | None) -> dict[str, float | None]:
     if not rate or not batch or busy is None or commit is None:
         return {}
     turn = batch / rate
+    if ((run or {}).get("settings") or {}).get("process_during_commit"):
+        return {"turn_s": turn, "batch": batch, "process_s": None, "commit_s": commit, "wait_s": None,
+                "overlapped": True}
     return {"turn_s": turn, "batch": batch, "process_s": max(busy - commit, 0.0), "commit_s": commit,
-            "wait_s": max(turn - busy, 0.0)}
+            "wait_s": max(turn - busy, 0.0), "overlapped": False}
 
 
 def compute_ratios(results: dict[str, Any]) -> dict[str, Any]:
@@ -185,10 +190,15 @@ def notes(results: dict[str, Any]) -> list[str]:
         t, lim = turn_split(stages.get(key)), ratios.get(key) or {}
         if not t or lim.get("of_binding") is None:
             continue
-        line = (f"{label}: {_pct(lim['of_binding'])} of its {lim['binding']} limit. A turn of {t['batch']:.0f} records "
-                f"is {_ms(t['process_s'])} ms of processing and producing, {_ms(t['commit_s'])} ms of committing and "
-                f"{_ms(t['wait_s'])} ms of waiting for input: the loop is serial, so the stage's CPU idles "
-                f"{_pct((t['commit_s'] + t['wait_s']) / t['turn_s'])} of the time.")
+        if t["overlapped"]:
+            line = (f"{label}: {_pct(lim['of_binding'])} of its {lim['binding']} limit. A turn of {t['batch']:.0f} "
+                    f"records is {_ms(t['turn_s'])} ms, {_ms(t['commit_s'])} ms of which the commit, while a worker "
+                    f"thread processes the next batch.")
+        else:
+            line = (f"{label}: {_pct(lim['of_binding'])} of its {lim['binding']} limit. A turn of {t['batch']:.0f} "
+                    f"records is {_ms(t['process_s'])} ms of processing and producing, {_ms(t['commit_s'])} ms of "
+                    f"committing and {_ms(t['wait_s'])} ms of waiting for input: the loop is serial, so the stage's "
+                    f"CPU idles {_pct((t['commit_s'] + t['wait_s']) / t['turn_s'])} of the time.")
         knobs = [k for k in results.get("stage_knobs") or [] if k.get("stage") == key and k.get("knob_label")]
         if knobs:
             best = max(knobs, key=lambda k: k.get("records_per_s") or 0)
@@ -314,15 +324,17 @@ def _where_time_goes(results: dict[str, Any], add: Any) -> None:
     stages = results.get("stages", {})
     rows = [(key, label) for key, label in (("identity", "identity"), *STAGES) if turn_split(stages.get(key))]
     if rows:
-        add("A stage's loop is serial: fetch a batch, process it, commit its transaction, fetch again. "
+        add("A stage's loop fetches a batch, processes it, commits its transaction and fetches again; with "
+            "PPG_MI_PROCESS_DURING_COMMIT (the default) the next batch is fetched before the transaction begins "
+            "and processed during its commit, and a turn's processing and waiting are not told apart (—). "
             "Under backlog, one turn (ms):")
         add("")
         add("| stage | mean batch | turn | processing + producing | commit | waiting for input |")
         add("| --- | ---: | ---: | ---: | ---: | ---: |")
         for key, label in rows:
             t = turn_split(stages[key])
-            add(f"| {label} | {_num(t['batch'])} | {_ms(t['turn_s'])} | {_ms(t['process_s'])} | {_ms(t['commit_s'])} | "
-                f"{_ms(t['wait_s'])} |")
+            add(f"| {label} | {_num(t['batch'])} | {_ms(t['turn_s'])} | {_ms(t['process_s']) if not t['overlapped'] else '—'} | "
+                f"{_ms(t['commit_s'])} | {_ms(t['wait_s']) if not t['overlapped'] else '—'} |")
         add("")
     lat = results.get("pipeline", {}).get("latency")
     if lat:

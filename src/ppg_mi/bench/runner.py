@@ -100,6 +100,7 @@ def stage_knobs(quick: bool) -> list[Knob]:
     if quick:
         return knobs
     return knobs + [
+        Knob("filter", (("process_during_commit", 0),), "the serial loop, before"),
         Knob("filter", (("fetch_queue_backoff_ms", 20),)),
         Knob("filter", (("fetch_queue_backoff_ms", 0),)),
         Knob("filter", (("queued_max_kbytes", 65536),), "4x the prefetch cap"),

@@ -214,7 +214,8 @@ def drain(backlog: Backlog, stage: str, source: str, log_dir: Path, broker_pid: 
 
 
 #: settings a stage-alone run reports, the knobs of the loop's fetching and batching
-KNOBS = ("fetch_queue_backoff_ms", "queued_max_kbytes", "batch_max_records", "batch_max_wait_ms", "batch_fill_ms")
+KNOBS = ("fetch_queue_backoff_ms", "queued_max_kbytes", "batch_max_records", "batch_max_wait_ms", "batch_fill_ms",
+         "process_during_commit")
 
 
 def _spawn(settings: Settings, name: str, args: list[str], log_dir: Path) -> Child:

@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .signal import BandPass
 
     settings = _settings(args)
-    use_numba_cache(settings.numba_cache_dir)
+    use_numba_cache(settings.numba_cache_dir, settings.numba_cache_seed_dir)
     configure(settings.log_level, settings.log_format)
     dataset = _dataset(args, settings)
     # --target-sensitivity overrides PPG_MI_TARGET_SENSITIVITY; both: 0 or empty = no operating point
@@ -194,7 +194,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .signal import BandPass, preprocess_batch
 
     settings = _settings(args)
-    use_numba_cache(settings.numba_cache_dir)
+    use_numba_cache(settings.numba_cache_dir, settings.numba_cache_seed_dir)
     model_dir = Path(args.model)
     if not (model_dir / "model-card.json").exists() and (model_dir / "current").exists():
         model_dir = ModelStore(model_dir).current_path()

@@ -162,6 +162,11 @@ class Settings:
         1, "BLAS threads of the classifier; 0 keeps the library's default (one per CPU, spinning between calls)."
     )
     numba_cache_dir: str = _setting("", "Writable numba cache (set when the root filesystem is read-only).")
+    numba_cache_seed_dir: str = _setting(
+        "", "numba cache compiled ahead (the image builds one): copied into PPG_MI_NUMBA_CACHE_DIR when that holds "
+            "nothing yet, so a new classifier or training pod loads the model's kernels instead of compiling them; "
+            "kernels compiled for another CPU are compiled again as usual."
+    )
 
     # --- Producer --------------------------------------------------------
     producer_rate: float = _setting(0.0, "Records per second the producer sends; 0 means as fast as possible.")

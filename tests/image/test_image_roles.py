@@ -9,6 +9,8 @@ Negative controls prove that a chart the image does not support fails here.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import uuid
@@ -38,6 +40,27 @@ def _values(tag: str, seed: int, records: int, **overrides: dict) -> dict:
     values["monitoring"] = {"podMonitors": {"enabled": False}}
     values.update(overrides)
     return values
+
+
+#: where the chart mounts the classifier's numba cache (an emptyDir)
+NUMBA_CACHE = "/var/cache/ppg-mi/numba"
+_DIGESTS = ("import hashlib, json, pathlib, sys; root = pathlib.Path(sys.argv[1]); "
+            "print(json.dumps({str(f.relative_to(root)): [hashlib.sha256(f.read_bytes()).hexdigest(), "
+            "f.stat().st_mtime_ns] for f in root.rglob('*') if f.is_file()}))")
+
+
+def _numba_cache(root: Path) -> dict[str, list]:
+    """Each file of a numba cache, its digest and modification time (a kernel compiled anew is
+    written anew, even when its bytes come out the same)."""
+    return {str(f.relative_to(root)): [hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns]
+            for f in root.rglob("*") if f.is_file()}
+
+
+def _image_numba_cache(pod: ContainerPod) -> dict[str, list]:
+    """:func:`_numba_cache` of the cache the image compiled ahead, read inside the running container."""
+    done = pod.exec(["sh", "-c", f'exec python -c "{_DIGESTS}" "$PPG_MI_NUMBA_CACHE_SEED_DIR"'])
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def _component(objects: list[dict], component: str) -> dict:
@@ -87,6 +110,11 @@ def test_image_runs_every_role_under_the_chart_settings(kafka_bootstrap: str, pr
                     for c in ("filter", "classifier", "dashboard")]
         for pod in services:
             wait_for(lambda: pod.alive() and pod.probe_ok("readinessProbe"), 240, interval=1, what=f"{pod.name} ready")
+        classifier = services[1]
+        compiled_ahead = _image_numba_cache(classifier)
+        assert compiled_ahead, "the image holds no numba cache compiled ahead (PPG_MI_NUMBA_CACHE_SEED_DIR)"
+        assert _numba_cache(classifier.host_path(NUMBA_CACHE)) == compiled_ahead, \
+            "the classifier compiled kernels anew instead of loading those its image compiled ahead"
 
         job = _component(objects, "producer")
         shards = [run(job, f"{job['metadata']['name']}-{i}-x7k2p",

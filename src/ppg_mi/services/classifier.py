@@ -289,7 +289,7 @@ def limit_blas_threads(threads: int) -> None:
 
 
 def run(settings: Settings) -> int:
-    use_numba_cache(settings.numba_cache_dir)
+    use_numba_cache(settings.numba_cache_dir, settings.numba_cache_seed_dir)
     termination = on_termination()  # before the model loads, which takes seconds
     with service(settings, ROLE) as health:
         metrics = StageMetrics(ROLE, health)

@@ -116,7 +116,8 @@ def latency_knobs(quick: bool) -> list[Knob]:
     if quick:
         return [linger_before]
     return [linger_before, Knob("pipeline", (("fetch_wait_max_ms", 500),), "librdkafka's default, before"),
-            Knob("pipeline", (("classifier_threads", 1),))]
+            Knob("pipeline", (("classifier_threads", 1),)),
+            Knob("pipeline", (("batch_fill_ms", 20),), "fewer, larger transactions")]
 
 
 class Clock:

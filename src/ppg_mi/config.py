@@ -89,9 +89,10 @@ class Settings:
         1024, "Most records in one transaction (one micro-batch); batches are what arrived during the last one, so "
         "the cap matters only under a backlog, where larger transactions cost less per record.")
     process_during_commit: bool = _setting(
-        True, "Process the next batch while the current one's transaction is produced and committed (a worker "
-        "thread; the next batch is fetched before the transaction begins). Off: the commit's wait for the broker "
-        "idles the stage, a quarter of the filter's time under backlog (docs/performance.md).")
+        True, "Process the next batch while the current one's transaction commits (a worker thread, started once "
+        "the transaction's messages are produced; the next batch is fetched before the transaction begins). Off: "
+        "the commit's wait for the broker idles the stage, a quarter of the filter's time under backlog "
+        "(docs/performance.md).")
     batch_max_wait_ms: int = _setting(200, "Longest wait for a record before the loop turns; a batch is then what was already fetched.")
     batch_fill_ms: int = _setting(
         0, "After a batch's first record, wait this long for more (fewer, larger transactions; adds latency)."

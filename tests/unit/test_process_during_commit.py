@@ -158,3 +158,37 @@ def test_records_revoked_by_the_fetch_of_the_next_batch_are_not_produced() -> No
     loop._turn()
     assert [k for _, k, _ in producer.committed] == [b"r0-0", b"r0-1"]
     loop._worker.shutdown()  # type: ignore[union-attr]
+
+
+class WatchingProducer(BrokerProducer):
+    """Notes, at each message produced, how many batches the processor had begun; at a transaction's
+    first message it gives the worker a moment to begin the next one, which it must not."""
+
+    def __init__(self, broker: FakeBroker, processor_box: list[LoggingProcessor]) -> None:
+        super().__init__(broker)
+        self.processor_box = processor_box
+        self.begun_at_produce: list[tuple[bytes, int]] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None, on_delivery=None) -> None:  # noqa: ANN001
+        processor = self.processor_box[0]
+        with processor.processed:
+            if not self.open:
+                begun = len(processor.batches)
+                processor.processed.wait_for(lambda: len(processor.batches) > begun, timeout=0.3)
+            self.begun_at_produce.append((key, len(processor.batches)))
+        super().produce(topic, value, key, headers, on_delivery)
+
+
+def test_the_next_batch_is_not_processed_while_the_transaction_is_produced() -> None:
+    processor_box: list[LoggingProcessor] = []
+    loop, _ = _broker_loop(7, lambda broker: WatchingProducer(broker, processor_box))
+    processor_box.append(loop.processor)  # type: ignore[arg-type]
+    for _ in range(4):
+        loop._turn()
+    producer = loop.producer
+    assert producer.committed == keys(0, 6), "every record once, in order"  # type: ignore[attr-defined]
+    # batch n's messages are produced with batches 1..n begun, never n+1: producing and processing
+    # do not take turns at the interpreter
+    assert producer.begun_at_produce == [(k, 1) for k in keys(0, 2)] + [(k, 2) for k in keys(3, 5)] + \
+        [(k, 3) for k in keys(6, 6)]  # type: ignore[attr-defined]
+    loop._worker.shutdown()  # type: ignore[union-attr]

@@ -10,8 +10,9 @@ One transaction per micro-batch::
     commit_transaction
 
 With ``process_during_commit`` (the default) a turn also takes the *next* batch, what is already
-fetched, before its transaction begins, and a worker thread processes it while the transaction is
-produced and committed: the commit's wait for the broker no longer idles the stage.  The next turn
+fetched, before its transaction begins, and once the transaction's messages are produced a worker
+thread processes it while the offsets are sent and the transaction commits: those waits for the
+broker no longer idle the stage.  The next turn
 produces it, after dropping what a rebalance served by that fetch revoked; after a failed
 transaction it is dropped unproduced, since the rewind seeks back past it.
 
@@ -315,6 +316,8 @@ class StageLoop:
         self._worker = (ThreadPoolExecutor(1, thread_name_prefix=f"{role}-next-batch")
                         if settings.process_during_commit else None)
         self._next: Processed | None = None  # the next batch, processed during the last commit
+        #: called once a transaction's messages are produced, before it commits (starts the next batch)
+        self._while_committing: Callable[[], None] | None = None
         #: rewinds and consumer replacements so far: a batch fetched before one is behind the position
         self._repositioned = 0
 
@@ -382,13 +385,26 @@ class StageLoop:
             self._next = self._processed(following) if following else None
             return
         self.processor.between_batches()  # no transaction is open, and no processing runs
-        job: Future[Processed] | None = self._worker.submit(self._processed, following) if following else None
+        worker = self._worker
+        job: list[Future[Processed]] = []
+
+        def process_following() -> None:
+            if following and not job:
+                job.append(worker.submit(self._processed, following))
+
+        # only once the transaction's messages are produced: producing is Python work too, and two
+        # threads taking turns at the interpreter cost more CPU per record than they save
+        self._while_committing = process_following
         try:
             self._process_batch(current.batch, current.outcomes, current.started)
         finally:
-            processed = job.result() if job is not None else None
-        if processed is not None and self._repositioned == repositioned and not self._stop.is_set():
-            self._next = processed
+            self._while_committing = None
+            processed = job[0].result() if job else None
+        if self._repositioned != repositioned or self._stop.is_set():
+            return  # the records fetched after this batch come again from where the partitions now stand
+        if processed is None and following:
+            processed = self._processed(following)  # no transaction got as far as its commit
+        self._next = processed
 
     def _fetch_owned(self, wait_s: float | None = None) -> list[InputRecord]:
         """The records :meth:`_fetch` returns that this process owns and may process now; a consumer
@@ -792,6 +808,8 @@ class StageLoop:
                                                   "bytes": len(value)})
             self._produce(topic, key, value, headers, i)
         self._hold_if_asked()
+        if self._while_committing is not None:
+            self._while_committing()
         # Not retried: an error here aborts and redoes the batch, which is always safe.
         offsets, group = _next_offsets(batch), self.consumer.consumer_group_metadata()
         producer = self.producer

@@ -193,7 +193,7 @@ def notes(results: dict[str, Any]) -> list[str]:
         if t["overlapped"]:
             line = (f"{label}: {_pct(lim['of_binding'])} of its {lim['binding']} limit. A turn of {t['batch']:.0f} "
                     f"records is {_ms(t['turn_s'])} ms, {_ms(t['commit_s'])} ms of which the commit, while a worker "
-                    f"thread processes the next batch.")
+                    f"thread processes the next batch (from when the transaction's messages are produced).")
         else:
             line = (f"{label}: {_pct(lim['of_binding'])} of its {lim['binding']} limit. A turn of {t['batch']:.0f} "
                     f"records is {_ms(t['process_s'])} ms of processing and producing, {_ms(t['commit_s'])} ms of "
@@ -326,7 +326,8 @@ def _where_time_goes(results: dict[str, Any], add: Any) -> None:
     if rows:
         add("A stage's loop fetches a batch, processes it, commits its transaction and fetches again; with "
             "PPG_MI_PROCESS_DURING_COMMIT (the default) the next batch is fetched before the transaction begins "
-            "and processed during its commit, and a turn's processing and waiting are not told apart (—). "
+            "and processed, once the transaction's messages are produced, while it commits; a turn's processing and "
+            "waiting are then not told apart (—). "
             "Under backlog, one turn (ms):")
         add("")
         add("| stage | mean batch | turn | processing + producing | commit | waiting for input |")

@@ -31,6 +31,16 @@ def test_batch_equals_row_by_row() -> None:
     np.testing.assert_allclose(preprocess_batch(batch, BandPass()), rows, rtol=1e-5, atol=1e-5)
 
 
+def test_a_batch_longer_than_a_chunk_equals_row_by_row() -> None:
+    """Rows are filtered PREPROCESS_CHUNK_ROWS per call: every chunk, the last partial one too, row for row."""
+    from ppg_mi.signal.filters import PREPROCESS_CHUNK_ROWS
+
+    rng = np.random.default_rng(1)
+    batch = rng.standard_normal((2 * PREPROCESS_CHUNK_ROWS + 3, 2000)).astype(np.float32)
+    rows = np.vstack([preprocess(r, BandPass()) for r in batch])
+    np.testing.assert_array_equal(preprocess_batch(batch, BandPass()), rows)
+
+
 @pytest.mark.parametrize(
     "samples, reason",
     [

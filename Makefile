@@ -18,7 +18,7 @@ demo: setup-demo  ## local Kafka + every stage + the dashboard on synthetic data
 	@$(BIN)/ppg-mi demo || [ $$? -eq 130 ]
 
 test: setup  ## the whole suite against a real broker started for the session
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 test-unit: ## pure-logic tests only (no broker)
 	$(BIN)/python -m pytest -q tests/unit

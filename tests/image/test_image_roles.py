@@ -9,7 +9,6 @@ Negative controls prove that a chart the image does not support fails here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -42,23 +41,16 @@ def _values(tag: str, seed: int, records: int, **overrides: dict) -> dict:
     return values
 
 
-#: where the chart mounts the classifier's numba cache (an emptyDir)
-NUMBA_CACHE = "/var/cache/ppg-mi/numba"
-_DIGESTS = ("import hashlib, json, pathlib, sys; root = pathlib.Path(sys.argv[1]); "
+#: each file of a numba cache (the directory in argv[1]), its digest and modification time: a kernel
+#: compiled anew is written anew, even when its bytes come out the same
+_LISTING = ("import hashlib, json, pathlib, sys; root = pathlib.Path(sys.argv[1]); "
             "print(json.dumps({str(f.relative_to(root)): [hashlib.sha256(f.read_bytes()).hexdigest(), "
             "f.stat().st_mtime_ns] for f in root.rglob('*') if f.is_file()}))")
 
 
-def _numba_cache(root: Path) -> dict[str, list]:
-    """Each file of a numba cache, its digest and modification time (a kernel compiled anew is
-    written anew, even when its bytes come out the same)."""
-    return {str(f.relative_to(root)): [hashlib.sha256(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns]
-            for f in root.rglob("*") if f.is_file()}
-
-
-def _image_numba_cache(pod: ContainerPod) -> dict[str, list]:
-    """:func:`_numba_cache` of the cache the image compiled ahead, read inside the running container."""
-    done = pod.exec(["sh", "-c", f'exec python -c "{_DIGESTS}" "$PPG_MI_NUMBA_CACHE_SEED_DIR"'])
+def _numba_cache(pod: ContainerPod, variable: str) -> dict[str, list]:
+    """:data:`_LISTING` of the directory the container's ``variable`` names, read inside the container."""
+    done = pod.exec(["sh", "-c", f'exec python -c "{_LISTING}" "${variable}"'])
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -111,9 +103,9 @@ def test_image_runs_every_role_under_the_chart_settings(kafka_bootstrap: str, pr
         for pod in services:
             wait_for(lambda: pod.alive() and pod.probe_ok("readinessProbe"), 240, interval=1, what=f"{pod.name} ready")
         classifier = services[1]
-        compiled_ahead = _image_numba_cache(classifier)
+        compiled_ahead = _numba_cache(classifier, "PPG_MI_NUMBA_CACHE_SEED_DIR")
         assert compiled_ahead, "the image holds no numba cache compiled ahead (PPG_MI_NUMBA_CACHE_SEED_DIR)"
-        assert _numba_cache(classifier.host_path(NUMBA_CACHE)) == compiled_ahead, \
+        assert _numba_cache(classifier, "PPG_MI_NUMBA_CACHE_DIR") == compiled_ahead, \
             "the classifier compiled kernels anew instead of loading those its image compiled ahead"
 
         job = _component(objects, "producer")

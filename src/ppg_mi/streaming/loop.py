@@ -12,9 +12,9 @@ One transaction per micro-batch::
 With ``process_during_commit`` (the default) a turn also takes the *next* batch, what is already
 fetched, before its transaction begins, and once the transaction's messages are produced a worker
 thread processes it while the offsets are sent and the transaction commits: those waits for the
-broker no longer idle the stage.  The next turn
-produces it, after dropping what a rebalance served by that fetch revoked; after a failed
-transaction it is dropped unproduced, since the rewind seeks back past it.
+broker no longer idle the stage.  The next turn produces it, after dropping what a rebalance served
+by that fetch revoked; after a failed transaction it is dropped unproduced, since the rewind seeks
+back past it.
 
 Errors are handled as librdkafka's transactional API asks: a *retriable* error of
 ``commit_transaction`` repeats the call (for up to :data:`COMMIT_RETRY_BUDGET_S`); any other

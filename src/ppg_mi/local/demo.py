@@ -3,7 +3,9 @@
 Starts (or reuses) the local broker, creates the topics, trains a small model when the
 store has none, runs the filter, classifier and dashboard as child processes, streams
 synthetic recordings through them and reports progress.  Each process gets its own
-metrics port (the configured one plus an offset, or a free one when that is taken).
+metrics port: the configured one plus an offset, or, when that is taken or the configured port
+is 0, one the process binds itself and writes to a file the demo reads (a port chosen here and
+bound there could be taken in between, by any process's outgoing connection).
 """
 
 from __future__ import annotations
@@ -26,13 +28,22 @@ ROLES = ("filter", "classifier", "dashboard", "producer")
 @dataclass
 class Child:
     role: str
-    port: int
+    port_file: Path
     proc: subprocess.Popen
     log: Path
     extra: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def port(self) -> int | None:
+        """The port the process bound, once it has written it."""
+        try:
+            return int(self.port_file.read_text())
+        except (OSError, ValueError):
+            return None
+
     def get(self, path: str) -> str | None:
-        return fetch(self.port, path)
+        port = self.port
+        return fetch(port, path) if port is not None else None
 
     def metric(self, name: str) -> float:
         return metric_total(self.get("/metrics") or "", name)
@@ -40,6 +51,11 @@ class Child:
 
 def _port(preferred: int) -> int:
     return preferred if preferred and not port_open("127.0.0.1", preferred) else free_port()
+
+
+def _metrics_port(preferred: int) -> int:
+    """``preferred`` when nothing listens there, else 0 (the process binds a free port)."""
+    return preferred if preferred and not port_open("127.0.0.1", preferred) else 0
 
 
 def _say(message: str) -> None:
@@ -102,17 +118,20 @@ def run_demo(settings: Settings, records: int = 2000, rate: float = 50.0, dashbo
 
     log_dir = Path(settings.cache_dir) / "demo-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    base = settings.metrics_port or 9464
+    base = settings.metrics_port
     children: list[Child] = []
 
     def spawn(role: str, args: list[str], offset: int, extra_env: dict[str, str] | None = None) -> Child:
-        port = _port(base + offset)
-        env = {**os.environ, **settings.as_env(), "PPG_MI_METRICS_PORT": str(port),
+        port_file = log_dir / f"{role}.port"
+        port_file.unlink(missing_ok=True)
+        env = {**os.environ, **settings.as_env(),
+               "PPG_MI_METRICS_PORT": str(_metrics_port(base + offset if base else 0)),
+               "PPG_MI_METRICS_PORT_FILE": str(port_file),
                "PPG_MI_INSTANCE_ID": f"demo-{role}", "PPG_MI_LOG_FORMAT": "json", **(extra_env or {})}
         log = log_dir / f"{role}.log"
         proc = subprocess.Popen([sys.executable, "-m", "ppg_mi", *args], env=env,
                                 stdout=log.open("ab"), stderr=subprocess.STDOUT)
-        child = Child(role, port, proc, log, extra_env or {})
+        child = Child(role, port_file, proc, log, extra_env or {})
         children.append(child)
         return child
 
@@ -122,14 +141,14 @@ def run_demo(settings: Settings, records: int = 2000, rate: float = 50.0, dashbo
         if dashboard:
             dash_port = _port(settings.dashboard_port)
             spawn("dashboard", ["dashboard"], 2, {"PPG_MI_DASHBOARD_PORT": str(dash_port)})
+        _wait_ready(children)
         _say("processes and their metrics ports (each serves /metrics /healthz /readyz):")
         for c in children:
             _say(f"  {c.role:<10} pid {c.proc.pid:<7} http://127.0.0.1:{c.port}/metrics   log {c.log}")
-        _wait_ready(children)
         before = classifier.metric("ppg_mi_records_consumed_total")
         producer = spawn("producer", ["produce", "--synthetic", str(records), "--seed", str(int(time.time())),
                                       "--rate", str(rate)], 3)
-        _say(f"  producer   pid {producer.proc.pid:<7} http://127.0.0.1:{producer.port}/metrics")
+        _say(f"  producer   pid {producer.proc.pid:<7} log {producer.log}")
         if dashboard:
             _say(f"dashboard: http://127.0.0.1:{children[2].extra['PPG_MI_DASHBOARD_PORT']}")
         done = before + records

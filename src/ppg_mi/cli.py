@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "pipeline's CPU-bound limit, and latency at half load; every configuration runs twice, "
                    "interleaved (once with --quick), and the best run is reported. Keeps the section of "
                    "`ppg-mi bench scaling` in the page. About 10 minutes on 2 CPUs; quote figures of a quiet machine.")
-    p.add_argument("--records", type=int, help="records per end-to-end run (default 20000, 600 with --quick)")
+    p.add_argument("--records", type=int, help="records per end-to-end run (default 80000, 600 with --quick)")
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a minute or two")
     p.add_argument("--out-json", default="docs/performance.json", help="JSON report path")
     p.add_argument("--out-md", default="docs/performance.md", help="Markdown report path")

@@ -43,6 +43,9 @@ class RecordingProducer:
         self.poll(0)
         return 0
 
+    def list_topics(self, topic: str, timeout: float) -> object:
+        return object()
+
 
 @pytest.mark.parametrize("rate", [2000.0, 300.0])
 def test_a_paced_producer_keeps_its_rate_without_spinning(monkeypatch: pytest.MonkeyPatch, rate: float) -> None:
@@ -62,3 +65,31 @@ def test_a_paced_producer_keeps_its_rate_without_spinning(monkeypatch: pytest.Mo
     assert max(early) <= producer_module.PACING_RESOLUTION_S + 1e-9
     # and none late: the whole shard took its scheduled time, within a millisecond
     assert fake.sent_at[-1] == pytest.approx((records - 1) / rate, abs=producer_module.PACING_RESOLUTION_S)
+
+
+class ConnectingProducer(RecordingProducer):
+    """Notes when the topic's metadata was asked for, against the records produced by then."""
+
+    def __init__(self, reachable: bool) -> None:
+        super().__init__()
+        self.reachable = reachable
+        self.metadata_asked_after: list[int] = []
+
+    def list_topics(self, topic: str, timeout: float) -> object:
+        self.metadata_asked_after.append(len(self.sent_at))
+        if not self.reachable:
+            from confluent_kafka import KafkaError, KafkaException
+
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "all brokers down"))
+        return object()
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_the_producer_connects_before_its_first_record_and_sends_even_if_it_cannot_yet(
+        monkeypatch: pytest.MonkeyPatch, reachable: bool) -> None:
+    fake = ConnectingProducer(reachable)
+    monkeypatch.setattr(producer_module, "Producer", lambda cfg: fake)
+    data = generate(SyntheticConfig(records=20, samples=64, seed=1, id_prefix="conn"))
+    summary = producer_module.produce(Settings(samples_per_record=64), data, "0/1", progress=False)
+    assert fake.metadata_asked_after == [0], "metadata fetched once, before any record was produced"
+    assert summary.ok and summary.delivered == 20

@@ -70,3 +70,32 @@ AFFINITY = len(os.sched_getaffinity(0))
 def test_usable_cpus_is_the_affinity_capped_by_the_cgroup_quota(tmp_path: Path, files: dict[str, str],
                                                                   expected: int) -> None:
     assert usable_cpus(_cgroup(tmp_path, files)) == expected
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_nogil_minirocket_kernel_gives_aeons_features_bit_for_bit(fitted_and_batch, threads: int) -> None:
+    from ppg_mi.model import nogil
+
+    estimator, batch = fitted_and_batch
+    rocket = estimator.steps[-1][1].steps[0][1].rocket_
+    reduced = estimator.steps[0][1].transform(batch)  # what the rocket sees: the down-sampled batch
+    set_transform_threads(estimator, threads)
+    try:
+        ours = nogil.minirocket_features(rocket, reduced)
+        assert nogil.kernel.cache_info().currsize == 1, "the univariate MiniRocket went through the nogil kernel"
+        assert nogil.kernel().targetoptions["nogil"] is True
+        np.testing.assert_array_equal(ours, rocket.transform(reduced))
+    finally:
+        set_transform_threads(estimator, 1)
+
+
+def test_other_transformers_and_multivariate_input_go_through_their_own_transform() -> None:
+    from aeon.transformations.collection.convolution_based import MiniRocket, MultiRocket
+
+    from ppg_mi.model.nogil import minirocket_features
+
+    x = np.random.default_rng(3).normal(size=(12, 2, 200)).astype(np.float32)
+    multi = MiniRocket(n_kernels=84, random_state=0).fit(x)
+    np.testing.assert_array_equal(minirocket_features(multi, x), multi.transform(x))
+    other = MultiRocket(n_kernels=84, random_state=0).fit(x[:, :1])
+    np.testing.assert_array_equal(minirocket_features(other, x[:, :1]), np.asarray(other.transform(x[:, :1]), dtype=np.float32))

@@ -16,6 +16,7 @@ from numba import njit, prange
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .estimators import rocket_transformer
+from .nogil import minirocket_features
 from .threads import numba_threads
 
 #: plausible beat periods (s): 200 to 40 beats a minute
@@ -51,7 +52,7 @@ def rhythm_feature_matrix(x: np.ndarray, fs: float, threads: int = 1) -> np.ndar
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _rhythm_rows(x: np.ndarray, lo: int, hi: int, fs: float, shortest_s: float, longest_s: float,
                  out: np.ndarray) -> None:
     """Each row's dominant beat period (the lag in ``lo..hi`` samples of its highest
@@ -190,7 +191,7 @@ class RocketWithRhythm(TransformerMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         x = np.asarray(X, dtype=np.float32)
-        kernels = np.asarray(self.rocket_.transform(x), dtype=np.float32)
+        kernels = minirocket_features(self.rocket_, x)
         rhythm = rhythm_feature_matrix(x[:, 0, :], float(self.sampling_rate_hz), getattr(self.rocket_, "_n_jobs", 1))
         rhythm = rhythm.astype(np.float32)
         return np.hstack([kernels, rhythm])

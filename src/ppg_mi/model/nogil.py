@@ -38,7 +38,8 @@ def kernel() -> Callable[..., np.ndarray]:
     from aeon.transformations.collection.convolution_based import _minirocket
 
     aeon_kernel = _minirocket._static_transform_uni
-    options = {**aeon_kernel.targetoptions, "nogil": True, "cache": True}
+    # njit implies nopython (and warns when given it)
+    options = {**{k: v for k, v in aeon_kernel.targetoptions.items() if k != "nopython"}, "nogil": True, "cache": True}
     return njit(**options)(_renamed(aeon_kernel.py_func, "_static_transform_uni_nogil"))
 
 

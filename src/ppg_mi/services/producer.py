@@ -24,7 +24,7 @@ from .runtime import broker_check, on_termination, service
 ROLE = "producer"
 #: the finest wait of librdkafka's poll(), which takes whole milliseconds
 PACING_RESOLUTION_S = 0.001
-#: how long the producer waits to be connected before its first record (it then sends anyway)
+#: how long the producer waits to be connected before its first record (it then sends anyway), at most
 CONNECT_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def produce(settings: Settings, dataset: Dataset, shard: str, realtime: bool = F
             log.error("delivery failed", extra={"record_id": (msg.key() or b"").decode(), "error": str(err)})
 
     producer = Producer(idempotent_producer_config(settings))
-    connect(producer, settings.topic_raw)
+    # never longer than a record would wait for the broker anyway
+    connect(producer, settings.topic_raw, min(CONNECT_TIMEOUT_S, settings.producer_delivery_timeout_ms / 1000))
     on_termination(lambda: stop.__setitem__("now", True))
     show_bar = sys.stderr.isatty() if progress is None else progress
     bar = None

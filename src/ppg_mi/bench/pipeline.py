@@ -157,9 +157,9 @@ class PredictionReader(threading.Thread):
 
     def _timestamps(self) -> tuple[list[int], list[int], list[int]]:
         if self._decoded is None or len(self._decoded[0]) != len(self._values):
-            stamps = [(p.produced_us, p.filtered_us, p.predicted_us)
-                      for p in map(decode_prediction, list(self._values))]
-            self._decoded = ([a for a, _, _ in stamps], [b for _, b, _ in stamps], [c for _, _, c in stamps])
+            decoded = [decode_prediction(v) for v in list(self._values)]
+            self._decoded = ([p.produced_us for p in decoded], [p.filtered_us for p in decoded],
+                             [p.predicted_us for p in decoded])
         return self._decoded
 
     @property

@@ -134,8 +134,9 @@ class ChannelwiseRocket(TransformerMixin, BaseEstimator):
 
     def transform(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
         x = np.asarray(X, dtype=np.float32)
-        return np.hstack([np.asarray(t.transform(x[:, c:c + 1, :]), dtype=np.float32)
-                          for c, t in enumerate(self.transformers_)])
+        from .nogil import minirocket_features
+
+        return np.hstack([minirocket_features(t, x[:, c:c + 1, :]) for c, t in enumerate(self.transformers_)])
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from numba import njit, prange
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.preprocessing import StandardScaler
 
+from .nogil import minirocket_features
 from .threads import numba_threads
 
 #: the kernels' length (weights), as in the paper
@@ -140,7 +141,7 @@ def _record_counts(row: np.ndarray, weights: np.ndarray, dilations: np.ndarray, 
             column += 2 * groups * n_kernels
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def hydra_counts(x: np.ndarray, weights: np.ndarray, dilations: np.ndarray, n_kernels: int,
                  out: np.ndarray) -> None:
     """Hydra's counts of every recording (rows of ``x``) into ``out`` (zeros, rows x features), the
@@ -364,7 +365,7 @@ class HydraWithRocket(TransformerMixin, BaseEstimator):
     def _blocks(self, x: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
         from .rhythm import rhythm_feature_matrix
 
-        rocket = np.asarray(self.rocket_.transform(x), dtype=np.float64) if self.rocket_ is not None else None
+        rocket = np.asarray(minirocket_features(self.rocket_, x), dtype=np.float64) if self.rocket_ is not None else None
         hydra = self.hydra_.transform(x)
         rhythm = (rhythm_feature_matrix(x[:, 0, :], float(self.sampling_rate_hz), getattr(self.hydra_, "_n_jobs", 1))
                   if self.rhythm else None)

@@ -27,7 +27,6 @@ def _renamed(func: Callable[..., Any], name: str) -> Callable[..., Any]:
     after a function's qualified name, so this compilation does not overwrite aeon's."""
     copy = types.FunctionType(func.__code__, func.__globals__, name, func.__defaults__, func.__closure__)
     copy.__qualname__ = name
-    copy.__module__ = func.__module__
     copy.__kwdefaults__ = func.__kwdefaults__
     return copy
 

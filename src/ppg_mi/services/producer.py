@@ -65,7 +65,7 @@ def interval_s(settings: Settings, realtime: bool) -> float:
     return 1.0 / settings.producer_rate if settings.producer_rate > 0 else 0.0
 
 
-def connect(producer: Producer, topic: str, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+def connect(producer: Producer, topic: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """Fetch ``topic``'s metadata before the first record, so the producer is connected when it
     stamps one: a record's ``produced_us`` then starts its way through the pipeline, not this client's
     start-up (a cold idempotent producer delivered its first record 0.5-1.1 s after sending it on the
@@ -73,11 +73,9 @@ def connect(producer: Producer, topic: str, timeout_s: float = CONNECT_TIMEOUT_S
     then wait for it, up to their delivery timeout, as they always could."""
     try:
         producer.list_topics(topic, timeout=timeout_s)
-        return True
     except KafkaException as exc:
         log.warning("broker not reachable yet; producing anyway (records wait for it up to their delivery "
                     "timeout)", extra={"topic": topic, "error": str(exc)})
-        return False
 
 
 def produce(settings: Settings, dataset: Dataset, shard: str, realtime: bool = False,
